@@ -1,0 +1,9 @@
+//! Pure logic of smslink, with no Postgres dependency.
+//!
+//! - [`token`]: the keyed, non-enumerable token codec (FF1 over base62, with redundancy bits).
+//! - [`wrap`]: finding URLs in an SMS body and replacing them with tracked short links.
+//! - [`segments`]: GSM-7 / UCS-2 encoding detection and SMS segment counting.
+
+pub mod segments;
+pub mod token;
+pub mod wrap;
