@@ -1,1 +1,37 @@
+//! smslink: SMS link tracking and click attribution inside PostgreSQL.
+//!
+//! This crate adapts `smslink-core` to Postgres: tables (in `sql/`), SPI, and SQL functions.
+//! One module per capability, named as in SQL.
+
+use pgrx::prelude::*;
+
 ::pgrx::pg_module_magic!(name, version);
+
+mod errors;
+mod keys;
+mod segments;
+mod wrap;
+
+// The data model and the SQL-language helpers. It needs `is_http_url` for its CHECKs.
+extension_sql_file!("../sql/schema.sql", name = "schema", requires = [segments::is_http_url]);
+
+// The first token key is generated inside the database when the extension is created.
+extension_sql!(
+    "SELECT smslink.rotate_token_key();",
+    name = "initial_token_key",
+    finalize
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,433 @@
+-- smslink data model. Runs inside CREATE EXTENSION, after smslink.is_http_url exists.
+--
+-- Conventions:
+-- * every row that grows with traffic carries brand_id (the tenant and the future Citus
+--   distribution key);
+-- * ids are bigserial so that pg_dump/restore keeps sequences (see pg_extension_config_dump
+--   at the end of this file);
+-- * statuses, kinds and classes are text with CHECK constraints: readable from any client,
+--   including JDBC, and extendable with an ALTER instead of an enum rewrite.
+
+CREATE TABLE smslink.brand (
+    id                 bigserial PRIMARY KEY,
+    name               text NOT NULL UNIQUE CHECK (btrim(name) <> ''),
+    optout_url_pattern text,
+    fallback_url       text CHECK (smslink.is_http_url(fallback_url)),
+    created_at         timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE smslink.brand IS 'The tenant. Every other table hangs off a brand.';
+COMMENT ON COLUMN smslink.brand.optout_url_pattern IS
+    'Regular expression (Rust regex syntax); a URL matching it becomes an optout link';
+
+CREATE TABLE smslink.domain (
+    id           bigserial PRIMARY KEY,
+    brand_id     bigint NOT NULL REFERENCES smslink.brand (id),
+    host         text NOT NULL UNIQUE
+                 CHECK (host ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$'),
+    prefix       text NOT NULL DEFAULT 'c' CHECK (prefix ~ '^[A-Za-z0-9_-]{1,32}$'),
+    token_length int NOT NULL DEFAULT 9 CHECK (token_length BETWEEN 7 AND 12),
+    fallback_url text CHECK (smslink.is_http_url(fallback_url)),
+    is_default   boolean NOT NULL DEFAULT false,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (id, brand_id)
+);
+CREATE UNIQUE INDEX domain_one_default_per_brand ON smslink.domain (brand_id) WHERE is_default;
+COMMENT ON TABLE smslink.domain IS 'Branded short hosts: links are https://{host}/{prefix}/{token}';
+
+CREATE TABLE smslink.campaign (
+    id                 bigserial PRIMARY KEY,
+    brand_id           bigint NOT NULL REFERENCES smslink.brand (id),
+    name               text NOT NULL CHECK (btrim(name) <> ''),
+    domain_id          bigint,
+    purpose            text NOT NULL DEFAULT 'marketing' CHECK (purpose IN ('marketing', 'transactional')),
+    optout_url_pattern text,
+    fallback_url       text CHECK (smslink.is_http_url(fallback_url)),
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (id, brand_id),
+    FOREIGN KEY (domain_id, brand_id) REFERENCES smslink.domain (id, brand_id)
+);
+CREATE INDEX campaign_brand_idx ON smslink.campaign (brand_id, created_at);
+
+CREATE TABLE smslink.variant (
+    id          bigserial PRIMARY KEY,
+    campaign_id bigint NOT NULL REFERENCES smslink.campaign (id) ON DELETE CASCADE,
+    key         text NOT NULL CHECK (btrim(key) <> ''),
+    weight      double precision NOT NULL DEFAULT 1 CHECK (weight >= 0),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (campaign_id, key),
+    UNIQUE (id, campaign_id)
+);
+
+CREATE TABLE smslink.subscriber (
+    id           bigserial PRIMARY KEY,
+    brand_id     bigint NOT NULL REFERENCES smslink.brand (id),
+    external_key text NOT NULL CHECK (external_key <> ''),
+    opted_out_at timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (brand_id, external_key),
+    UNIQUE (id, brand_id)
+);
+
+CREATE TABLE smslink.message (
+    id             bigserial PRIMARY KEY,
+    brand_id       bigint NOT NULL,
+    campaign_id    bigint NOT NULL,
+    variant_id     bigint NOT NULL,
+    subscriber_id  bigint NOT NULL,
+    body           text,
+    encoding       text CHECK (encoding IN ('GSM-7', 'UCS-2')),
+    segments       int CHECK (segments >= 1),
+    status         text NOT NULL DEFAULT 'queued'
+                   CHECK (status IN ('queued', 'sent', 'delivered', 'undelivered', 'failed')),
+    sent_at        timestamptz,
+    delivered_at   timestamptz,
+    failed_at      timestamptz,
+    failure_reason text,
+    is_holdout     boolean NOT NULL DEFAULT false,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CHECK (status <> 'delivered' OR delivered_at IS NOT NULL),
+    CHECK (status NOT IN ('failed', 'undelivered') OR failed_at IS NOT NULL),
+    FOREIGN KEY (campaign_id, brand_id) REFERENCES smslink.campaign (id, brand_id),
+    FOREIGN KEY (variant_id, campaign_id) REFERENCES smslink.variant (id, campaign_id),
+    FOREIGN KEY (subscriber_id, brand_id) REFERENCES smslink.subscriber (id, brand_id)
+);
+CREATE INDEX message_campaign_idx ON smslink.message (campaign_id, variant_id);
+CREATE INDEX message_subscriber_idx ON smslink.message (subscriber_id);
+CREATE INDEX message_delivered_idx ON smslink.message (brand_id, delivered_at) WHERE delivered_at IS NOT NULL;
+
+CREATE TABLE smslink.link (
+    id           bigserial PRIMARY KEY,
+    brand_id     bigint NOT NULL,
+    message_id   bigint NOT NULL REFERENCES smslink.message (id) ON DELETE CASCADE,
+    domain_id    bigint NOT NULL REFERENCES smslink.domain (id),
+    position     int NOT NULL CHECK (position >= 1),
+    kind         text NOT NULL CHECK (kind IN ('cta', 'secondary', 'optout', 'transactional')),
+    destination  text NOT NULL CHECK (smslink.is_http_url(destination)),
+    token        text NOT NULL,
+    expires_at   timestamptz,
+    fallback_url text CHECK (smslink.is_http_url(fallback_url)),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (message_id, position)
+);
+COMMENT ON COLUMN smslink.link.token IS
+    'The token as sent; smslink.link_id(token) = id. Not indexed: the hot path decodes it.';
+
+-- Clicks: range-partitioned by month on clicked_at, with a default partition so that an insert
+-- never fails for want of a partition. smslink.ensure_partitions() creates monthly partitions
+-- and moves any rows the default partition holds for them.
+CREATE TABLE smslink.click (
+    id                     bigserial,
+    clicked_at             timestamptz NOT NULL,
+    brand_id               bigint NOT NULL,
+    campaign_id            bigint NOT NULL,
+    variant_id             bigint NOT NULL,
+    message_id             bigint NOT NULL,
+    subscriber_id          bigint NOT NULL,
+    link_id                bigint NOT NULL REFERENCES smslink.link (id) ON DELETE CASCADE,
+    method                 text NOT NULL CHECK (method ~ '^[A-Z]{1,16}$'),
+    ip                     inet,
+    user_agent             text,
+    referrer               text,
+    headers                jsonb,
+    device                 text CHECK (device IN ('mobile', 'tablet', 'desktop', 'other')),
+    class                  text NOT NULL DEFAULT 'human'
+                           CHECK (class IN ('human', 'preview', 'bot', 'scanner', 'suspect')),
+    reasons                text[] NOT NULL DEFAULT '{}',
+    seconds_since_delivery double precision,
+    is_first               boolean NOT NULL DEFAULT false,
+    expired                boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (id, clicked_at)
+) PARTITION BY RANGE (clicked_at);
+CREATE TABLE smslink.click_default PARTITION OF smslink.click DEFAULT;
+CREATE INDEX click_campaign_idx ON smslink.click (campaign_id, clicked_at);
+CREATE INDEX click_message_idx ON smslink.click (message_id, clicked_at);
+CREATE INDEX click_subscriber_idx ON smslink.click (subscriber_id, clicked_at);
+CREATE INDEX click_link_idx ON smslink.click (link_id);
+
+CREATE TABLE smslink.conversion (
+    id            bigserial PRIMARY KEY,
+    brand_id      bigint NOT NULL REFERENCES smslink.brand (id),
+    subscriber_id bigint,
+    click_id      bigint,
+    event         text NOT NULL CHECK (btrim(event) <> ''),
+    value         numeric,
+    currency      text CHECK (currency ~ '^[A-Z]{3}$'),
+    occurred_at   timestamptz NOT NULL,
+    external_id   text NOT NULL,
+    properties    jsonb NOT NULL DEFAULT '{}',
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (brand_id, external_id),
+    FOREIGN KEY (subscriber_id, brand_id) REFERENCES smslink.subscriber (id, brand_id)
+);
+CREATE INDEX conversion_subscriber_idx ON smslink.conversion (subscriber_id, occurred_at);
+CREATE INDEX conversion_time_idx ON smslink.conversion (brand_id, occurred_at);
+
+CREATE TABLE smslink.touchpoint (
+    id            bigserial PRIMARY KEY,
+    brand_id      bigint NOT NULL REFERENCES smslink.brand (id),
+    subscriber_id bigint NOT NULL,
+    channel       text NOT NULL CHECK (btrim(channel) <> ''),
+    kind          text NOT NULL CHECK (kind IN ('click', 'view')),
+    occurred_at   timestamptz NOT NULL,
+    campaign_ref  text,
+    external_id   text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (brand_id, external_id),
+    FOREIGN KEY (subscriber_id, brand_id) REFERENCES smslink.subscriber (id, brand_id)
+);
+CREATE INDEX touchpoint_subscriber_idx ON smslink.touchpoint (subscriber_id, occurred_at);
+
+-- Token keys: 32-byte AES keys, versioned. Only the extension owner can read this table; the
+-- extension's functions read it by switching to the owner for that one query. A rolled-back
+-- rotation burns its version number (sequence), so a version never names two keys.
+CREATE TABLE smslink.token_key (
+    version    int PRIMARY KEY CHECK (version >= 1),
+    key        bytea NOT NULL CHECK (length(key) = 32),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE SEQUENCE smslink.token_key_version_seq AS int MINVALUE 1 OWNED BY smslink.token_key.version;
+REVOKE ALL ON smslink.token_key FROM PUBLIC;
+REVOKE ALL ON SEQUENCE smslink.token_key_version_seq FROM PUBLIC;
+
+------------------------------------------------------------------------------------------------
+-- Helpers for creating things. Plain INSERTs work too; these give clear errors.
+------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION smslink.create_brand(name text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF name IS NULL OR btrim(name) = '' THEN
+        RAISE EXCEPTION 'brand name must not be empty' USING ERRCODE = '22004';
+    END IF;
+    IF EXISTS (SELECT 1 FROM smslink.brand b WHERE b.name = create_brand.name) THEN
+        RAISE EXCEPTION 'brand "%" already exists', name USING ERRCODE = '23505',
+            HINT = 'brand names are unique; pick another name or reuse the existing brand';
+    END IF;
+    INSERT INTO smslink.brand (name) VALUES (create_brand.name) RETURNING id INTO new_id;
+    RETURN new_id;
+END $$;
+
+CREATE FUNCTION smslink.add_domain(brand_id bigint, host text, prefix text DEFAULT 'c',
+                                   is_default boolean DEFAULT true) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    h text := lower(btrim(host));
+    new_id bigint;
+BEGIN
+    IF brand_id IS NULL OR host IS NULL OR prefix IS NULL OR is_default IS NULL THEN
+        RAISE EXCEPTION 'add_domain: brand_id, host, prefix and is_default must not be NULL'
+            USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM smslink.brand b WHERE b.id = add_domain.brand_id) THEN
+        RAISE EXCEPTION 'unknown brand %', brand_id USING ERRCODE = 'P0002';
+    END IF;
+    IF h !~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$' THEN
+        RAISE EXCEPTION 'invalid domain host "%": give a bare host name such as sms.example.com', host
+            USING ERRCODE = '22023', HINT = 'no scheme, port, path or trailing dot';
+    END IF;
+    IF prefix !~ '^[A-Za-z0-9_-]{1,32}$' THEN
+        RAISE EXCEPTION 'invalid path prefix "%": use 1 to 32 letters, digits, "_" or "-"', prefix
+            USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM smslink.domain d WHERE d.host = h) THEN
+        RAISE EXCEPTION 'domain "%" is already registered', h USING ERRCODE = '23505';
+    END IF;
+    IF is_default THEN
+        UPDATE smslink.domain d SET is_default = false
+         WHERE d.brand_id = add_domain.brand_id AND d.is_default;
+    END IF;
+    INSERT INTO smslink.domain (brand_id, host, prefix, is_default)
+    VALUES (add_domain.brand_id, h, add_domain.prefix, add_domain.is_default)
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END $$;
+
+CREATE FUNCTION smslink.create_campaign(brand_id bigint, name text, variants text[] DEFAULT '{A}')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    new_id bigint;
+    v text;
+BEGIN
+    IF brand_id IS NULL OR name IS NULL OR btrim(name) = '' THEN
+        RAISE EXCEPTION 'create_campaign: brand_id and a non-empty name are required'
+            USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM smslink.brand b WHERE b.id = create_campaign.brand_id) THEN
+        RAISE EXCEPTION 'unknown brand %', brand_id USING ERRCODE = 'P0002';
+    END IF;
+    IF variants IS NULL OR cardinality(variants) = 0 THEN
+        RAISE EXCEPTION 'campaign "%" needs at least one variant key', name USING ERRCODE = '22023';
+    END IF;
+    FOREACH v IN ARRAY variants LOOP
+        IF v IS NULL OR btrim(v) = '' THEN
+            RAISE EXCEPTION 'variant keys must be non-empty (got %)', variants USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    IF (SELECT count(DISTINCT x) FROM unnest(variants) x) <> cardinality(variants) THEN
+        RAISE EXCEPTION 'variant keys must be unique (got %)', variants USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO smslink.campaign (brand_id, name) VALUES (create_campaign.brand_id, create_campaign.name)
+    RETURNING id INTO new_id;
+    INSERT INTO smslink.variant (campaign_id, key)
+    SELECT new_id, k FROM unnest(variants) WITH ORDINALITY AS t(k, ord) ORDER BY ord;
+    RETURN new_id;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- Delivery receipts. Idempotent: replaying a receipt changes nothing. A delivered message keeps
+-- its earliest delivery time; a failure receipt after delivery is refused (carriers do not
+-- un-deliver), a delivery receipt after a failure wins (a retry got through).
+------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION smslink.mark_delivered(message_ids bigint[], ats timestamptz[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    missing bigint[];
+    changed bigint;
+BEGIN
+    IF message_ids IS NULL OR ats IS NULL OR cardinality(message_ids) <> cardinality(ats) THEN
+        RAISE EXCEPTION 'mark_delivered: message_ids and ats must be non-NULL arrays of equal length (got % and %)',
+            cardinality(message_ids), cardinality(ats) USING ERRCODE = '22023';
+    END IF;
+    IF array_position(message_ids, NULL) IS NOT NULL OR array_position(ats, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'mark_delivered: message ids and times must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT array_agg(r.id) INTO missing
+      FROM (SELECT DISTINCT u.id FROM unnest(message_ids) u(id)
+             WHERE NOT EXISTS (SELECT 1 FROM smslink.message m WHERE m.id = u.id)
+             ORDER BY 1 LIMIT 10) r;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown message ids: %', missing USING ERRCODE = 'P0002';
+    END IF;
+    WITH r AS (
+        SELECT u.id, min(u.at) AS at FROM unnest(message_ids, ats) u(id, at) GROUP BY u.id
+    )
+    UPDATE smslink.message m
+       SET status = 'delivered',
+           delivered_at = CASE WHEN m.delivered_at IS NULL THEN r.at ELSE least(m.delivered_at, r.at) END,
+           sent_at = least(coalesce(m.sent_at, r.at), r.at)
+      FROM r
+     WHERE m.id = r.id
+       AND (m.status <> 'delivered' OR m.delivered_at > r.at);
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RETURN changed;
+END $$;
+
+CREATE FUNCTION smslink.mark_delivered(message_id bigint, at timestamptz) RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    SELECT smslink.mark_delivered(ARRAY[message_id], ARRAY[at]);
+$$;
+
+CREATE FUNCTION smslink.mark_failed(message_ids bigint[], ats timestamptz[], reasons text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    missing bigint[];
+    delivered bigint[];
+    changed bigint;
+BEGIN
+    IF message_ids IS NULL OR ats IS NULL OR reasons IS NULL
+       OR cardinality(message_ids) <> cardinality(ats) OR cardinality(ats) <> cardinality(reasons) THEN
+        RAISE EXCEPTION 'mark_failed: message_ids, ats and reasons must be non-NULL arrays of equal length'
+            USING ERRCODE = '22023';
+    END IF;
+    IF array_position(message_ids, NULL) IS NOT NULL OR array_position(ats, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'mark_failed: message ids and times must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT array_agg(r.id) INTO missing
+      FROM (SELECT DISTINCT u.id FROM unnest(message_ids) u(id)
+             WHERE NOT EXISTS (SELECT 1 FROM smslink.message m WHERE m.id = u.id)
+             ORDER BY 1 LIMIT 10) r;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown message ids: %', missing USING ERRCODE = 'P0002';
+    END IF;
+    SELECT array_agg(m.id ORDER BY m.id) INTO delivered
+      FROM smslink.message m WHERE m.id = ANY (message_ids) AND m.status = 'delivered';
+    IF delivered IS NOT NULL THEN
+        RAISE EXCEPTION 'messages % are already delivered; a failure receipt cannot follow delivery', delivered
+            USING ERRCODE = '55000';
+    END IF;
+    WITH r AS (
+        SELECT DISTINCT ON (u.id) u.id, u.at, u.reason
+          FROM unnest(message_ids, ats, reasons) u(id, at, reason)
+         ORDER BY u.id, u.at
+    )
+    UPDATE smslink.message m
+       SET status = 'failed', failed_at = r.at, failure_reason = r.reason
+      FROM r
+     WHERE m.id = r.id
+       AND (m.status <> 'failed' OR m.failed_at IS DISTINCT FROM r.at
+            OR m.failure_reason IS DISTINCT FROM r.reason);
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RETURN changed;
+END $$;
+
+CREATE FUNCTION smslink.mark_failed(message_id bigint, at timestamptz, reason text) RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    SELECT smslink.mark_failed(ARRAY[message_id], ARRAY[at], ARRAY[reason]);
+$$;
+
+------------------------------------------------------------------------------------------------
+-- Click partitions.
+------------------------------------------------------------------------------------------------
+
+CREATE FUNCTION smslink.ensure_partitions(ahead interval DEFAULT '3 months') RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    m date;
+    part text;
+    lo timestamptz;
+    hi timestamptz;
+BEGIN
+    IF ahead IS NULL OR ahead < interval '0' OR ahead > interval '10 years' THEN
+        RAISE EXCEPTION 'invalid partition horizon: % (must be between 0 and 10 years)', ahead
+            USING ERRCODE = '22023';
+    END IF;
+    -- Months from now through now + ahead, plus any month the default partition holds rows for.
+    FOR m IN
+        SELECT DISTINCT d FROM (
+            SELECT generate_series(date_trunc('month', now() AT TIME ZONE 'UTC'),
+                                   (now() + ahead) AT TIME ZONE 'UTC', interval '1 month')::date AS d
+            UNION
+            SELECT date_trunc('month', c.clicked_at AT TIME ZONE 'UTC')::date FROM smslink.click_default c
+        ) s ORDER BY d
+    LOOP
+        part := format('click_%s', to_char(m, 'YYYY_MM'));
+        CONTINUE WHEN to_regclass(format('smslink.%I', part)) IS NOT NULL;
+        lo := m::timestamp AT TIME ZONE 'UTC';
+        hi := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+        EXECUTE format('CREATE TABLE smslink.%I (LIKE smslink.click INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+        -- Rows that landed in the default partition move into their month: none is lost.
+        EXECUTE format('WITH moved AS (DELETE FROM smslink.click_default WHERE clicked_at >= %L AND clicked_at < %L RETURNING *)
+                        INSERT INTO smslink.%I SELECT * FROM moved', lo, hi, part);
+        EXECUTE format('ALTER TABLE smslink.click ATTACH PARTITION smslink.%I FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+        RETURN NEXT part;
+    END LOOP;
+END $$;
+
+-- Rows created by applications must survive pg_dump/restore: register every data table and
+-- sequence as extension configuration. token_key is deliberately left out: keys are secrets
+-- and must not travel in dump files (see docs/operations.md for key backup).
+-- (one call per statement: each call updates the pg_extension row)
+SELECT pg_catalog.pg_extension_config_dump('smslink.brand', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.domain', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.campaign', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.variant', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.subscriber', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.message', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.link', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.click_default', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.conversion', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.touchpoint', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.brand_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.domain_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.campaign_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.variant_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.subscriber_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.message_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.link_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.conversion_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.touchpoint_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.click_id_seq', '');
