@@ -54,8 +54,12 @@ fn as_key_owner<R>(f: impl FnOnce() -> R) -> R {
 
 fn key_from_row(version: Option<i32>, key: Option<Vec<u8>>) -> TokenKey {
     match (version, key) {
-        (Some(v), Some(k)) => TokenKey::new(v, &k)
-            .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, format!("token key {v}: {e}"))),
+        (Some(v), Some(k)) => TokenKey::new(v, &k).unwrap_or_else(|e| {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                format!("token key {v}: {e}"),
+            )
+        }),
         _ => raise(WRONG_STATE, "smslink.token_key holds a NULL row"),
     }
 }
@@ -188,8 +192,12 @@ fn rotate_token_key() -> i32 {
         .get_one::<i32>()
     })
     .spi()
-    .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "key insert returned nothing"));
+    .unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "key insert returned nothing",
+        )
+    });
     RING.with(|cell| *cell.borrow_mut() = None);
     version
 }
-

@@ -13,7 +13,11 @@ mod segments;
 mod wrap;
 
 // The data model and the SQL-language helpers. It needs `is_http_url` for its CHECKs.
-extension_sql_file!("../sql/schema.sql", name = "schema", requires = [segments::is_http_url]);
+extension_sql_file!(
+    "../sql/schema.sql",
+    name = "schema",
+    requires = [segments::is_http_url]
+);
 
 // The first token key is generated inside the database when the extension is created.
 extension_sql!(

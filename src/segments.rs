@@ -7,8 +7,14 @@ use smslink_core::{segments, wrap::validate_destination};
 #[pg_extern(immutable, strict, parallel_safe)]
 fn sms_segments(
     body: &str,
-) -> TableIterator<'static, (name!(encoding, String), name!(characters, i32), name!(segments, i32))>
-{
+) -> TableIterator<
+    'static,
+    (
+        name!(encoding, String),
+        name!(characters, i32),
+        name!(segments, i32),
+    ),
+> {
     let s = segments::count(body);
     TableIterator::once((
         s.encoding.as_str().to_string(),

@@ -4,7 +4,9 @@
 //! differ. Rows are written set-based: ids come from the sequences in one call, and messages and
 //! links are inserted with one `INSERT ... SELECT FROM unnest(...)` each.
 
-use crate::errors::{raise, raise_hint, SpiOk, INVALID_PARAMETER, NOT_FOUND, NULL_VALUE, WRONG_STATE};
+use crate::errors::{
+    raise, raise_hint, SpiOk, INVALID_PARAMETER, NOT_FOUND, NULL_VALUE, WRONG_STATE,
+};
 use crate::keys::{current_key, encode_with};
 use crate::segments::clamp_i32;
 use pgrx::prelude::*;
@@ -247,7 +249,11 @@ fn insert_links(c: &mut SpiClient<'_>, campaign: &Campaign, rows: LinkRows) {
 
 /// Returns the subscriber id and opt-out state per key, in input order, creating missing
 /// subscribers.
-fn upsert_subscribers(c: &mut SpiClient<'_>, brand_id: i64, keys: &[String]) -> Vec<(i64, Option<String>)> {
+fn upsert_subscribers(
+    c: &mut SpiClient<'_>,
+    brand_id: i64,
+    keys: &[String],
+) -> Vec<(i64, Option<String>)> {
     c.update(
         "INSERT INTO smslink.subscriber (brand_id, external_key)
          SELECT $1, k FROM unnest($2::text[]) AS k
@@ -292,8 +298,10 @@ fn prepare(
     require_link: bool,
     refuse_opted_out: bool,
 ) -> (Vec<Prepared>, segments::Segments) {
-    let campaign_id = campaign_id.unwrap_or_else(|| raise(NULL_VALUE, "campaign_id must not be NULL"));
-    let variant_key = variant_key.unwrap_or_else(|| raise(NULL_VALUE, "variant_key must not be NULL"));
+    let campaign_id =
+        campaign_id.unwrap_or_else(|| raise(NULL_VALUE, "campaign_id must not be NULL"));
+    let variant_key =
+        variant_key.unwrap_or_else(|| raise(NULL_VALUE, "variant_key must not be NULL"));
     let body = body.unwrap_or_else(|| raise(NULL_VALUE, "body must not be NULL"));
     let mut seen = HashSet::with_capacity(keys.len());
     let keys: Vec<String> = keys
@@ -302,7 +310,10 @@ fn prepare(
         .map(|(i, k)| match k {
             None => raise(
                 NULL_VALUE,
-                format!("subscriber key {} is NULL: every message needs a subscriber", i + 1),
+                format!(
+                    "subscriber key {} is NULL: every message needs a subscriber",
+                    i + 1
+                ),
             ),
             Some(k) if k.is_empty() => raise(
                 INVALID_PARAMETER,
@@ -466,7 +477,8 @@ fn prepare_messages(
         name!(segments, i32),
     ),
 > {
-    let keys = subscriber_keys.unwrap_or_else(|| raise(NULL_VALUE, "subscriber_keys must not be NULL"));
+    let keys =
+        subscriber_keys.unwrap_or_else(|| raise(NULL_VALUE, "subscriber_keys must not be NULL"));
     let (rows, layout) = prepare(
         campaign_id,
         variant_key,
@@ -521,7 +533,11 @@ fn wrap(
         let campaign_id = if campaign_id.is_empty() {
             raise(NOT_FOUND, format!("unknown message {message_id}"))
         } else {
-            campaign_id.first().get_one::<i64>().spi().unwrap_or_default()
+            campaign_id
+                .first()
+                .get_one::<i64>()
+                .spi()
+                .unwrap_or_default()
         };
         let campaign = load_campaign(c, campaign_id);
         let template = plan_body(&campaign, body, kinds.as_deref(), require_link);
@@ -533,16 +549,22 @@ fn wrap(
             let text = if ids.is_empty() {
                 template.render(&[])
             } else {
-                render(&campaign, &template, &current_key(), message_id, &ids, &mut rows)
+                render(
+                    &campaign,
+                    &template,
+                    &current_key(),
+                    message_id,
+                    &ids,
+                    &mut rows,
+                )
             };
             insert_links(c, &campaign, rows);
             text
         } else {
             let same = existing.len() == template.links.len()
-                && existing
-                    .iter()
-                    .zip(&template.links)
-                    .all(|(e, p)| e.0 == p.position && e.1 == p.destination && e.2 == p.kind.as_str());
+                && existing.iter().zip(&template.links).all(|(e, p)| {
+                    e.0 == p.position && e.1 == p.destination && e.2 == p.kind.as_str()
+                });
             if !same {
                 raise_hint(
                     WRONG_STATE,

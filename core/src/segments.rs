@@ -89,10 +89,7 @@ pub fn count(body: &str) -> Segments {
     let gsm: Option<Vec<usize>> = body.chars().map(gsm7_septets).collect();
     let (encoding, units): (Encoding, Vec<usize>) = match gsm {
         Some(septets) => (Encoding::Gsm7, septets),
-        None => (
-            Encoding::Ucs2,
-            body.chars().map(char::len_utf16).collect(),
-        ),
+        None => (Encoding::Ucs2, body.chars().map(char::len_utf16).collect()),
     };
     let characters: usize = units.iter().sum();
     let (single, multi) = encoding.capacity();
@@ -144,12 +141,18 @@ mod tests {
 
     #[test]
     fn gsm7_basic_table_accents_and_greek() {
-        assert_eq!(count("Café à Ångström, ΔΦΓ £5 ¥ §¿¡").encoding, Encoding::Gsm7);
+        assert_eq!(
+            count("Café à Ångström, ΔΦΓ £5 ¥ §¿¡").encoding,
+            Encoding::Gsm7
+        );
         // ç (lower case) is not in the basic table; Ç is.
         assert_eq!(count("Ç").encoding, Encoding::Gsm7);
         assert_eq!(count("ç").encoding, Encoding::Ucs2);
         assert_eq!(count("`").encoding, Encoding::Ucs2);
-        assert_eq!(count("Sale today! https://sms.example.com/c/1AbCdEfGh").encoding, Encoding::Gsm7);
+        assert_eq!(
+            count("Sale today! https://sms.example.com/c/1AbCdEfGh").encoding,
+            Encoding::Gsm7
+        );
     }
 
     #[test]
@@ -166,7 +169,10 @@ mod tests {
         let s = format!("{}😀{}", "ж".repeat(66), "ж".repeat(66));
         assert_eq!(seg(&s), (Encoding::Ucs2, 134, 3));
         // One non-GSM char turns the whole message into UCS-2.
-        assert_eq!(seg(&format!("{}😀", "a".repeat(68))), (Encoding::Ucs2, 70, 1));
+        assert_eq!(
+            seg(&format!("{}😀", "a".repeat(68))),
+            (Encoding::Ucs2, 70, 1)
+        );
     }
 
     proptest! {

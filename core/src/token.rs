@@ -134,7 +134,10 @@ impl TokenKey {
     fn decode(&self, parsed: &Parsed) -> Option<i64> {
         let plain: Vec<u16> = self
             .ff1
-            .decrypt(&tweak(parsed.len), &FlexibleNumeralString::from(parsed.digits.clone()))
+            .decrypt(
+                &tweak(parsed.len),
+                &FlexibleNumeralString::from(parsed.digits.clone()),
+            )
             .ok()?
             .into();
         let value = plain
@@ -229,7 +232,9 @@ impl KeyRing {
         }
         self.slots[slot] = Some(key);
         let newer = match self.current {
-            Some(c) => self.slots[c].as_ref().map_or(true, |k| k.version() <= version),
+            Some(c) => self.slots[c]
+                .as_ref()
+                .map_or(true, |k| k.version() <= version),
             None => true,
         };
         if newer {
@@ -297,7 +302,12 @@ mod tests {
         // Neighbouring ids give unrelated tokens: no shared suffix or prefix beyond the slot.
         let t1 = a.encode(1000, 9).expect("encode");
         let t2 = a.encode(1001, 9).expect("encode");
-        let same = t1.bytes().zip(t2.bytes()).skip(1).filter(|(x, y)| x == y).count();
+        let same = t1
+            .bytes()
+            .zip(t2.bytes())
+            .skip(1)
+            .filter(|(x, y)| x == y)
+            .count();
         assert!(same < 4, "{t1} {t2}");
     }
 
@@ -315,14 +325,25 @@ mod tests {
             k.encode(max7 + 1, 7),
             Err(TokenError::IdTooLarge { .. })
         ));
-        assert_eq!(max_id(12).expect("max"), i64::try_from((62u128.pow(11) - 1) >> 13).expect("fits"));
+        assert_eq!(
+            max_id(12).expect("max"),
+            i64::try_from((62u128.pow(11) - 1) >> 13).expect("fits")
+        );
         assert!(TokenKey::new(1, &[0; 16]).is_err());
     }
 
     #[test]
     fn malformed_tokens_are_invalid() {
         let r = ring(vec![key(1, 3)]);
-        for t in ["", "abc", "1234567890123", "1abc-defg", "1abcdefg ", "1abcdéfg", "1ABCDEFG\n"] {
+        for t in [
+            "",
+            "abc",
+            "1234567890123",
+            "1abc-defg",
+            "1abcdefg ",
+            "1abcdéfg",
+            "1ABCDEFG\n",
+        ] {
             assert_eq!(r.decode(t), Decoded::Invalid, "{t:?}");
         }
         let good = key(1, 3).encode(77, 9).expect("encode");
@@ -368,7 +389,10 @@ mod tests {
         let rate = accepted as f64 / trials as f64;
         // Expected 1/8192 ≈ 122 per million; the contract is at most 1/4096 ≈ 244.
         assert!(rate <= 1.0 / 4096.0, "accepted {accepted} of {trials}");
-        assert!(accepted > 60, "redundancy check looks broken: only {accepted} accepted");
+        assert!(
+            accepted > 60,
+            "redundancy check looks broken: only {accepted} accepted"
+        );
     }
 
     proptest! {

@@ -96,7 +96,9 @@ pub fn validate_destination(raw: &str) -> Result<String, WrapError> {
         return Err(invalid("it has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("it contains credentials (user@host), a common phishing pattern"));
+        return Err(invalid(
+            "it contains credentials (user@host), a common phishing pattern",
+        ));
     }
     Ok(url.into())
 }
@@ -297,7 +299,10 @@ mod tests {
         assert_eq!(dests("Tap https://x.com/a, then"), vec!["https://x.com/a"]);
         assert_eq!(dests("«https://x.com/a»"), vec!["https://x.com/a"]);
         assert_eq!(dests("\"https://x.com/a\""), vec!["https://x.com/a"]);
-        assert_eq!(dests("Soldes: x.com/été!"), vec!["https://x.com/%C3%A9t%C3%A9"]);
+        assert_eq!(
+            dests("Soldes: x.com/été!"),
+            vec!["https://x.com/%C3%A9t%C3%A9"]
+        );
         assert_eq!(dests("見て https://x.com/a。今日"), vec!["https://x.com/a"]);
         assert_eq!(dests("“https://x.com/a”"), vec!["https://x.com/a"]);
         assert_eq!(dests("https://x.com/a😀"), vec!["https://x.com/a"]);
@@ -396,7 +401,10 @@ mod tests {
             short_url("sms.example.com", "c", "1aaaaaaaa"),
             short_url("sms.example.com", "c", "1bbbbbbbb"),
         ]);
-        assert!(plan(&wrapped, &tracked, rules()).expect("plan").links.is_empty());
+        assert!(plan(&wrapped, &tracked, rules())
+            .expect("plan")
+            .links
+            .is_empty());
     }
 
     #[test]
