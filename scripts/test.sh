@@ -4,8 +4,10 @@ source "$(dirname "$0")/common.sh"
 
 declare -a RESULTS=()
 FAILED=0
+# SMSLINK_ONLY="pg_regress" (a space-separated list of step names) runs only those steps.
 step() { # step NAME COMMAND...
   local name="$1"; shift
+  if [ -n "${SMSLINK_ONLY:-}" ] && [[ " $SMSLINK_ONLY " != *" $name "* ]]; then return 0; fi
   log "$name"
   if "$@"; then RESULTS+=("$name: ok"); else RESULTS+=("$name: FAILED"); FAILED=1; fi
 }
@@ -31,13 +33,15 @@ pg_tests() {
 }
 
 regress() {
-  install_extension debug
-  cluster_start
+  # Inside `if`, bash ignores `set -e`: every command checks its own status.
+  install_extension debug || return 1
+  cluster_start || return 1
   trap cluster_stop EXIT
   local pgxs regress_bin out="$ROOT/target/regress"
-  pgxs="$("$PG_CONFIG" --pgxs)"
+  pgxs="$("$PG_CONFIG" --pgxs)" || return 1
   regress_bin="$(dirname "$pgxs")/../test/regress/pg_regress"
   rm -rf "$out"; mkdir -p "$out"
+  psql_q -d postgres -c "DROP DATABASE IF EXISTS smslink_regress" -c "CREATE DATABASE smslink_regress" || return 1
   local tests
   tests=$(sed -n 's/^test: //p' tests/pg_regress/schedule)
   "$regress_bin" --use-existing --host="$PGSOCK" --port="$PGPORT" --user=postgres \

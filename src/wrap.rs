@@ -114,15 +114,14 @@ fn variant_id(c: &SpiClient<'_>, campaign_id: i64, key: &str) -> i64 {
 fn parse_kinds(kinds: Option<Vec<Option<String>>>) -> Option<Vec<LinkKind>> {
     kinds.map(|ks| {
         ks.into_iter()
-            .map(|k| match k.as_deref().map(LinkKind::parse) {
-                Some(Some(kind)) => kind,
-                other => raise(
-                    INVALID_PARAMETER,
-                    format!(
-                        "unknown link kind {:?} (expected cta, secondary, optout or transactional)",
-                        other.map(|_| k.unwrap_or_default())
-                    ),
-                ),
+            .map(|k| {
+                let k = k.unwrap_or_else(|| raise(NULL_VALUE, "link kinds must not contain NULL"));
+                LinkKind::parse(&k).unwrap_or_else(|| {
+                    raise(
+                        INVALID_PARAMETER,
+                        format!("unknown link kind \"{k}\" (expected cta, secondary, optout or transactional)"),
+                    )
+                })
             })
             .collect()
     })
@@ -523,22 +522,19 @@ fn wrap(
     let body = body.unwrap_or_else(|| raise(NULL_VALUE, "body must not be NULL"));
     let kinds = parse_kinds(kinds);
     let wrapped = Spi::connect_mut(|c| {
-        let campaign_id = c
+        let message = c
             .update(
-                "SELECT campaign_id FROM smslink.message WHERE id = $1 FOR UPDATE",
+                "SELECT campaign_id, body FROM smslink.message WHERE id = $1 FOR UPDATE",
                 Some(1),
                 &[message_id.into()],
             )
             .spi();
-        let campaign_id = if campaign_id.is_empty() {
-            raise(NOT_FOUND, format!("unknown message {message_id}"))
-        } else {
-            campaign_id
-                .first()
-                .get_one::<i64>()
-                .spi()
-                .unwrap_or_default()
-        };
+        if message.is_empty() {
+            raise(NOT_FOUND, format!("unknown message {message_id}"));
+        }
+        let message = message.first();
+        let campaign_id = message.get::<i64>(1).spi().unwrap_or_default();
+        let stored_body = message.get::<String>(2).spi();
         let campaign = load_campaign(c, campaign_id);
         let template = plan_body(&campaign, body, kinds.as_deref(), require_link);
 
@@ -560,6 +556,9 @@ fn wrap(
             };
             insert_links(c, &campaign, rows);
             text
+        } else if template.links.is_empty() && stored_body.as_deref() == Some(body) {
+            // The stored, already wrapped body: its links are ours and nothing is new.
+            body.to_string()
         } else {
             let same = existing.len() == template.links.len()
                 && existing.iter().zip(&template.links).all(|(e, p)| {

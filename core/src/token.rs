@@ -234,7 +234,7 @@ impl KeyRing {
         let newer = match self.current {
             Some(c) => self.slots[c]
                 .as_ref()
-                .map_or(true, |k| k.version() <= version),
+                .is_none_or(|k| k.version() <= version),
             None => true,
         };
         if newer {
