@@ -2,6 +2,7 @@
 # Works on a fresh Debian 12 machine, as root or as an ordinary user with sudo.
 set -euo pipefail
 
+export PATH="$HOME/.cargo/bin:$PATH"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
@@ -96,6 +97,6 @@ psql_q() { "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }
 
 # Recreates database $1 with the extension installed.
 fresh_db() {
-  psql_q -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
+  PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
   psql_q -d "$1" -c "CREATE EXTENSION smslink"
 }

@@ -1,0 +1,11 @@
+# The entry points named in the README. Each does its own set-up on a fresh Debian 12 machine.
+.PHONY: demo test bench
+
+demo:   ## build, start a local cluster, prepare and deliver a 10,000-message campaign
+	bash scripts/demo.sh
+
+test:   ## every test tier; ends with a SUMMARY line, non-zero on failure
+	bash scripts/test.sh
+
+bench:  ## token codec and prepare_messages benchmarks, as ratios against same-run baselines
+	bash scripts/bench.sh
