@@ -3,6 +3,7 @@
 -- Variables: :n (messages per round), :rounds.
 \pset footer off
 \set QUIET on
+SET client_min_messages = warning;
 SELECT smslink.create_brand('Bench') AS brand_id \gset
 SELECT smslink.add_domain(:brand_id, 'sms.bench.example') AS domain_id \gset
 UPDATE smslink.brand SET optout_url_pattern = '/stop$' WHERE id = :brand_id;
