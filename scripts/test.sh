@@ -16,7 +16,7 @@ ensure_packages
 ensure_cargo_pgrx
 
 hygiene() {
-  cargo fmt --all -- --check && cargo clippy --all-targets -q -- -D warnings
+  cargo fmt --all -- --check && cargo clippy --workspace --all-targets -q -- -D warnings
 }
 
 core_tests() { cargo test -q -p smslink-core --release; }
