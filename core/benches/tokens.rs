@@ -70,9 +70,18 @@ fn main() {
 
     println!("token codec ({DEFAULT_LEN} chars, FF1/AES-256, radix 62), {N} ids:");
     println!("  baseline raw FF1 encrypt : {baseline:>10.0} /s  (1.00x)");
-    println!("  encode                   : {encode:>10.0} /s  ({:.2}x of baseline)", encode / baseline);
-    println!("  decode                   : {decode:>10.0} /s  ({:.2}x of baseline)", decode / baseline);
-    println!("  forged rejection         : {reject:>10.0} /s  ({:.2}x of baseline)", reject / baseline);
+    println!(
+        "  encode                   : {encode:>10.0} /s  ({:.2}x of baseline)",
+        encode / baseline
+    );
+    println!(
+        "  decode                   : {decode:>10.0} /s  ({:.2}x of baseline)",
+        decode / baseline
+    );
+    println!(
+        "  forged rejection         : {reject:>10.0} /s  ({:.2}x of baseline)",
+        reject / baseline
+    );
     println!(
         "  forged accepted          : {accepted} of {FORGED} = {:.3e} (bound 2^-12 = {:.3e}, design 2^-13 = {:.3e})",
         accepted as f64 / FORGED as f64,
