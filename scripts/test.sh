@@ -22,14 +22,12 @@ hygiene() {
 core_tests() { cargo test -q -p smslink-core --release; }
 
 pg_tests() {
-  if [ "$(id -u)" = 0 ]; then
-    # The test server runs as postgres, which must own its data directory's parent.
-    mkdir -p "$ROOT/target/pgrx-test-data"
-    chown postgres:postgres "$ROOT/target/pgrx-test-data"
-    cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "$ROOT/target/pgrx-test-data"
-  else
-    cargo pgrx test "pg$PG_MAJOR"
-  fi
+  # The test server runs as postgres, which must own its data directory's parent. As an
+  # ordinary user, cargo-pgrx installs the test build with sudo and starts the server through
+  # sudo -u postgres; as root it does the same without asking.
+  $SUDO mkdir -p "$ROOT/target/pgrx-test-data" || return 1
+  $SUDO chown postgres:postgres "$ROOT/target/pgrx-test-data" || return 1
+  cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "$ROOT/target/pgrx-test-data"
 }
 
 regress() {
