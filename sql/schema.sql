@@ -115,6 +115,10 @@ COMMENT ON COLUMN smslink.link.token IS
 -- Clicks: range-partitioned by month on clicked_at, with a default partition so that an insert
 -- never fails for want of a partition. smslink.ensure_partitions() creates monthly partitions
 -- and moves any rows the default partition holds for them.
+-- No foreign keys: clicks are written by track_click right after it reads the link (integrity by
+-- construction, no extra lookup on the hot path), and partitions made at run time are restored by
+-- pg_dump before the extension's own tables, so an FK here would make restores fail. Erasure
+-- deletes clicks by subscriber_id explicitly.
 CREATE TABLE smslink.click (
     id                     bigserial,
     clicked_at             timestamptz NOT NULL,
@@ -123,7 +127,7 @@ CREATE TABLE smslink.click (
     variant_id             bigint NOT NULL,
     message_id             bigint NOT NULL,
     subscriber_id          bigint NOT NULL,
-    link_id                bigint NOT NULL REFERENCES smslink.link (id) ON DELETE CASCADE,
+    link_id                bigint NOT NULL,
     method                 text NOT NULL CHECK (method ~ '^[A-Z]{1,16}$'),
     ip                     inet,
     user_agent             text,
@@ -135,14 +139,17 @@ CREATE TABLE smslink.click (
     reasons                text[] NOT NULL DEFAULT '{}',
     seconds_since_delivery double precision,
     is_first               boolean NOT NULL DEFAULT false,
-    expired                boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (id, clicked_at)
+    expired                boolean NOT NULL DEFAULT false
 ) PARTITION BY RANGE (clicked_at);
+-- Indexes live on each partition, not on the parent: the default partition is the template that
+-- ensure_partitions copies (LIKE ... INCLUDING INDEXES). Partitioned indexes on an extension-owned
+-- parent would make pg_dump emit each run-time partition's indexes twice, and restores fail.
 CREATE TABLE smslink.click_default PARTITION OF smslink.click DEFAULT;
-CREATE INDEX click_campaign_idx ON smslink.click (campaign_id, clicked_at);
-CREATE INDEX click_message_idx ON smslink.click (message_id, clicked_at);
-CREATE INDEX click_subscriber_idx ON smslink.click (subscriber_id, clicked_at);
-CREATE INDEX click_link_idx ON smslink.click (link_id);
+ALTER TABLE smslink.click_default ADD PRIMARY KEY (id, clicked_at);
+CREATE INDEX click_default_campaign_idx ON smslink.click_default (campaign_id, clicked_at);
+CREATE INDEX click_default_message_idx ON smslink.click_default (message_id, clicked_at);
+CREATE INDEX click_default_subscriber_idx ON smslink.click_default (subscriber_id, clicked_at);
+CREATE INDEX click_default_link_idx ON smslink.click_default (link_id);
 
 CREATE TABLE smslink.conversion (
     id            bigserial PRIMARY KEY,
@@ -398,7 +405,7 @@ BEGIN
         CONTINUE WHEN to_regclass(format('smslink.%I', part)) IS NOT NULL;
         lo := m::timestamp AT TIME ZONE 'UTC';
         hi := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
-        EXECUTE format('CREATE TABLE smslink.%I (LIKE smslink.click INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+        EXECUTE format('CREATE TABLE smslink.%I (LIKE smslink.click_default INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)', part);
         -- Rows that landed in the default partition move into their month: none is lost.
         EXECUTE format('WITH moved AS (DELETE FROM smslink.click_default WHERE clicked_at >= %L AND clicked_at < %L RETURNING *)
                         INSERT INTO smslink.%I SELECT * FROM moved', lo, hi, part);

@@ -176,6 +176,15 @@ mod tests {
         assert_eq!(one_i64("SELECT count(*) FROM smslink.click_2031_05"), 2);
         assert_eq!(one_i64("SELECT count(*) FROM smslink.click_2031_06"), 1);
         assert_eq!(one_i64("SELECT count(*) FROM smslink.click"), 3);
+        // New partitions carry the default partition's primary key and indexes.
+        assert_eq!(
+            one_i64("SELECT count(*) FROM pg_indexes WHERE schemaname = 'smslink' AND tablename = 'click_2031_05'"),
+            one_i64("SELECT count(*) FROM pg_indexes WHERE schemaname = 'smslink' AND tablename = 'click_default'")
+        );
+        assert_eq!(
+            one_i64("SELECT count(*) FROM pg_indexes WHERE schemaname = 'smslink' AND tablename = 'click_2031_05'"),
+            5
+        );
         // Idempotent.
         assert_eq!(
             one_i64("SELECT count(*) FROM smslink.ensure_partitions('0 days')"),

@@ -69,3 +69,17 @@ SELECT regress.err($$SELECT smslink.mark_failed(1, now(), 'late failure')$$);
 -- A delivery after a failure wins (the retry got through).
 SELECT smslink.mark_delivered(5, '2026-11-27 10:03:00+00');
 SELECT status, delivered_at FROM smslink.message WHERE id = 5;
+
+-- Clicks (captured by track_click in a later release) can be written with plain SQL too. A click
+-- for a month with no partition lands in the default partition; ensure_partitions creates this
+-- month, next month and that month, and moves the row.
+INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, method, user_agent)
+SELECT t, l.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, l.id, 'GET', 'Mozilla/5.0 (iPhone)'
+  FROM smslink.link l JOIN smslink.message m ON m.id = l.message_id,
+       (VALUES (timestamptz '2025-03-15 12:00+00'), (now())) v(t)
+ WHERE l.message_id = 1 AND l.position = 1;
+SELECT count(*) AS in_default FROM smslink.click_default;
+SELECT count(*) AS partitions_created FROM smslink.ensure_partitions('1 month');
+SELECT count(*) AS in_default FROM smslink.click_default;
+SELECT count(*) AS in_march_2025 FROM smslink.click_2025_03;
+SELECT count(*) AS clicks FROM smslink.click;
