@@ -9,4 +9,4 @@ trap cluster_stop EXIT
 fresh_db smslink_demo
 log "running demo/demo.sql"
 psql_q -d smslink_demo -f demo/demo.sql
-log "demo finished; the cluster is stopped. Re-run to start over."
+log "demo finished (re-run to start over; docs/operations.md shows how to look around)"
