@@ -289,10 +289,24 @@ END $$;
 -- un-deliver), a delivery receipt after a failure wins (a retry got through).
 ------------------------------------------------------------------------------------------------
 
+-- Internal: raises P0002 naming up to ten ids that are not messages.
+CREATE FUNCTION smslink._require_messages(message_ids bigint[]) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    missing bigint[];
+BEGIN
+    SELECT array_agg(r.id) INTO missing
+      FROM (SELECT DISTINCT u.id FROM unnest(message_ids) u(id)
+             WHERE NOT EXISTS (SELECT 1 FROM smslink.message m WHERE m.id = u.id)
+             ORDER BY 1 LIMIT 10) r;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown message ids: %', missing USING ERRCODE = 'P0002';
+    END IF;
+END $$;
+
 CREATE FUNCTION smslink.mark_delivered(message_ids bigint[], ats timestamptz[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    missing bigint[];
     changed bigint;
 BEGIN
     IF message_ids IS NULL OR ats IS NULL OR cardinality(message_ids) <> cardinality(ats) THEN
@@ -302,13 +316,7 @@ BEGIN
     IF array_position(message_ids, NULL) IS NOT NULL OR array_position(ats, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'mark_delivered: message ids and times must not be NULL' USING ERRCODE = '22004';
     END IF;
-    SELECT array_agg(r.id) INTO missing
-      FROM (SELECT DISTINCT u.id FROM unnest(message_ids) u(id)
-             WHERE NOT EXISTS (SELECT 1 FROM smslink.message m WHERE m.id = u.id)
-             ORDER BY 1 LIMIT 10) r;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown message ids: %', missing USING ERRCODE = 'P0002';
-    END IF;
+    PERFORM smslink._require_messages(message_ids);
     WITH r AS (
         SELECT u.id, min(u.at) AS at FROM unnest(message_ids, ats) u(id, at) GROUP BY u.id
     )
@@ -331,7 +339,6 @@ $$;
 CREATE FUNCTION smslink.mark_failed(message_ids bigint[], ats timestamptz[], reasons text[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    missing bigint[];
     delivered bigint[];
     changed bigint;
 BEGIN
@@ -343,13 +350,7 @@ BEGIN
     IF array_position(message_ids, NULL) IS NOT NULL OR array_position(ats, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'mark_failed: message ids and times must not be NULL' USING ERRCODE = '22004';
     END IF;
-    SELECT array_agg(r.id) INTO missing
-      FROM (SELECT DISTINCT u.id FROM unnest(message_ids) u(id)
-             WHERE NOT EXISTS (SELECT 1 FROM smslink.message m WHERE m.id = u.id)
-             ORDER BY 1 LIMIT 10) r;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown message ids: %', missing USING ERRCODE = 'P0002';
-    END IF;
+    PERFORM smslink._require_messages(message_ids);
     SELECT array_agg(m.id ORDER BY m.id) INTO delivered
       FROM smslink.message m WHERE m.id = ANY (message_ids) AND m.status = 'delivered';
     IF delivered IS NOT NULL THEN

@@ -42,6 +42,7 @@ SELECT regress.err($$SELECT * FROM smslink.prepare_message(1, 'A', 'new-1', 'Hi 
 UPDATE smslink.campaign SET optout_url_pattern = NULL WHERE id = 1;
 -- Receipts and partitions.
 SELECT regress.err($$SELECT smslink.mark_delivered(999999, now())$$);
+SELECT regress.err($$SELECT smslink.mark_failed(ARRAY[1, 999998, 999999], ARRAY[now(), now(), now()], ARRAY['a', 'b', 'c'])$$);
 SELECT regress.err($$SELECT smslink.mark_delivered(ARRAY[1, 2], ARRAY[now()])$$);
 SELECT regress.err($$SELECT * FROM smslink.ensure_partitions('-1 month')$$);
 -- Nothing above left a row behind (one message was prepared on purpose with require_link => false).
