@@ -84,6 +84,7 @@ CREATE TABLE smslink.message (
     failed_at      timestamptz,
     failure_reason text,
     is_holdout     boolean NOT NULL DEFAULT false,
+    first_click_at timestamptz,
     created_at     timestamptz NOT NULL DEFAULT now(),
     CHECK (status <> 'delivered' OR delivered_at IS NOT NULL),
     CHECK (status NOT IN ('failed', 'undelivered') OR failed_at IS NOT NULL),
@@ -183,6 +184,13 @@ CREATE TABLE smslink.touchpoint (
     FOREIGN KEY (subscriber_id, brand_id) REFERENCES smslink.subscriber (id, brand_id)
 );
 CREATE INDEX touchpoint_subscriber_idx ON smslink.touchpoint (subscriber_id, occurred_at);
+
+-- Rejected click requests, counted without a row per attempt: a sequence is one fixed-size
+-- relation updated in place, so a flood of forged tokens cannot fill the disk.
+-- invalid_token: malformed or forged; unknown_target: a valid token whose link does not exist,
+-- or a host that is not the link's domain.
+CREATE SEQUENCE smslink.rejected_invalid_token_seq;
+CREATE SEQUENCE smslink.rejected_unknown_target_seq;
 
 -- Token keys: 32-byte AES keys, versioned. Only the extension owner can read this table; the
 -- extension's functions read it by switching to the owner for that one query. A rolled-back
@@ -418,6 +426,25 @@ END $$;
 -- Rows created by applications must survive pg_dump/restore: register every data table and
 -- sequence as extension configuration. token_key is deliberately left out: keys are secrets
 -- and must not travel in dump files (see docs/operations.md for key backup).
+-- Rejected click requests since the extension was created, by reason (see track_click).
+CREATE FUNCTION smslink.rejected_requests() RETURNS TABLE (reason text, count bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'invalid_token', CASE WHEN is_called THEN last_value ELSE 0 END FROM smslink.rejected_invalid_token_seq
+    UNION ALL
+    SELECT 'unknown_target', CASE WHEN is_called THEN last_value ELSE 0 END FROM smslink.rejected_unknown_target_seq
+$$;
+
+-- The proxy's role: it may execute smslink.track_click (granted where that function is created)
+-- and nothing else; it has no table privileges. It cannot log in: grant it to a login role,
+-- for example CREATE ROLE redirector LOGIN PASSWORD '...' IN ROLE smslink_proxy.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'smslink_proxy') THEN
+        CREATE ROLE smslink_proxy NOLOGIN;
+    END IF;
+END $$;
+GRANT USAGE ON SCHEMA smslink TO smslink_proxy;
+
 -- (one call per statement: each call updates the pg_extension row)
 SELECT pg_catalog.pg_extension_config_dump('smslink.brand', '');
 SELECT pg_catalog.pg_extension_config_dump('smslink.domain', '');

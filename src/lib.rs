@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 mod errors;
 mod keys;
 mod segments;
+mod track;
 mod wrap;
 
 // The data model and the SQL-language helpers. It needs `is_http_url` for its CHECKs.
@@ -20,9 +21,14 @@ extension_sql_file!(
 );
 
 // The first token key is generated inside the database when the extension is created.
+// track_click is SECURITY DEFINER: only the owner and the proxy's role may execute it.
 extension_sql!(
-    "SELECT smslink.rotate_token_key();",
-    name = "initial_token_key",
+    r#"
+SELECT smslink.rotate_token_key();
+REVOKE EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) TO smslink_proxy;
+"#,
+    name = "finalize",
     finalize
 );
 

@@ -2,8 +2,10 @@
 //!
 //! - [`token`]: the keyed, non-enumerable token codec (FF1 over base62, with redundancy bits).
 //! - [`wrap`]: finding URLs in an SMS body and replacing them with tracked short links.
+//! - [`click`]: classifying a click request (human, preview, ...) and its device type.
 //! - [`segments`]: GSM-7 / UCS-2 encoding detection and SMS segment counting.
 
+pub mod click;
 pub mod segments;
 pub mod token;
 pub mod wrap;

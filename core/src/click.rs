@@ -1,0 +1,207 @@
+//! Click classification and device type: the one entry point that `track_click` calls.
+//!
+//! This release tells link-preview fetches (HEAD requests and prefetch headers) from human taps;
+//! the full classifier (user-agent patterns, timing, IP ranges, bursts) replaces the body of
+//! [`classify`] without changing its signature or the hot path.
+
+/// Click classes, as stored in `smslink.click.class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickClass {
+    Human,
+    Preview,
+    Bot,
+    Scanner,
+    Suspect,
+}
+
+impl ClickClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClickClass::Human => "human",
+            ClickClass::Preview => "preview",
+            ClickClass::Bot => "bot",
+            ClickClass::Scanner => "scanner",
+            ClickClass::Suspect => "suspect",
+        }
+    }
+}
+
+/// What the classifier sees of one request. Header names are matched case-insensitively.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub user_agent: Option<&'a str>,
+    pub headers: &'a [(String, String)],
+}
+
+impl Request<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A verdict: the class and the reason codes that explain it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub class: ClickClass,
+    pub reasons: Vec<String>,
+}
+
+/// Headers by which browsers announce a prefetch or prerender rather than a navigation.
+const PREFETCH_HEADERS: [&str; 3] = ["purpose", "sec-purpose", "x-moz"];
+
+pub fn classify(req: &Request<'_>) -> Verdict {
+    let mut reasons = Vec::new();
+    if req.method.eq_ignore_ascii_case("HEAD") {
+        reasons.push("method:head".to_string());
+    }
+    if PREFETCH_HEADERS.iter().any(|h| {
+        req.header(h)
+            .is_some_and(|v| v.to_ascii_lowercase().contains("prefetch"))
+    }) {
+        reasons.push("header:prefetch".to_string());
+    }
+    let class = if reasons.is_empty() {
+        ClickClass::Human
+    } else {
+        ClickClass::Preview
+    };
+    Verdict { class, reasons }
+}
+
+/// Device types, as stored in `smslink.click.device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Mobile,
+    Tablet,
+    Desktop,
+    Other,
+}
+
+impl Device {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Mobile => "mobile",
+            Device::Tablet => "tablet",
+            Device::Desktop => "desktop",
+            Device::Other => "other",
+        }
+    }
+}
+
+/// Device type from the User-Agent, with the woothee parser (categories smartphone,
+/// mobilephone, pc, crawler, appliance, misc). Woothee files tablets under smartphone, so iPads,
+/// Android devices without "Mobile" and declared tablets are told apart here.
+pub fn device(user_agent: Option<&str>) -> Device {
+    let Some(ua) = user_agent.filter(|u| !u.trim().is_empty()) else {
+        return Device::Other;
+    };
+    let Some(r) = woothee::parser::Parser::new().parse(ua) else {
+        return Device::Other;
+    };
+    match r.category {
+        "smartphone" | "mobilephone" => {
+            let tablet = r.name.contains("iPad")
+                || ua.contains("iPad")
+                || ua.contains("Tablet")
+                || (ua.contains("Android") && !ua.contains("Mobile"));
+            if tablet {
+                Device::Tablet
+            } else {
+                Device::Mobile
+            }
+        }
+        "pc" => Device::Desktop,
+        _ => Device::Other,
+    }
+}
+
+/// The host part of a Host header: trimmed, lower-cased, without a port or trailing dot.
+pub fn normalize_host(host: &str) -> String {
+    let h = host.trim();
+    let h = match h.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => h,
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+    const IPAD: &str = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1";
+    const PIXEL: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+    const GALAXY_TAB: &str = "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    const MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15";
+    const WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    const GOOGLEBOT: &str =
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+    fn req<'a>(method: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
+        Request {
+            method,
+            user_agent: Some(IPHONE),
+            headers,
+        }
+    }
+
+    fn h(k: &str, v: &str) -> Vec<(String, String)> {
+        vec![(k.to_string(), v.to_string())]
+    }
+
+    #[test]
+    fn get_is_human_head_and_prefetch_are_previews() {
+        let none = Vec::new();
+        assert_eq!(classify(&req("GET", &none)).class, ClickClass::Human);
+        assert!(classify(&req("GET", &none)).reasons.is_empty());
+        let v = classify(&req("HEAD", &none));
+        assert_eq!(
+            (v.class, v.reasons),
+            (ClickClass::Preview, vec!["method:head".to_string()])
+        );
+        for (k, val) in [
+            ("Purpose", "prefetch"),
+            ("sec-purpose", "prefetch;prerender"),
+            ("X-Moz", "Prefetch"),
+        ] {
+            let hs = h(k, val);
+            let v = classify(&req("GET", &hs));
+            assert_eq!(v.class, ClickClass::Preview, "{k}: {val}");
+            assert_eq!(v.reasons, vec!["header:prefetch".to_string()]);
+        }
+        let hs = h("Purpose", "prefetch");
+        assert_eq!(classify(&req("HEAD", &hs)).reasons.len(), 2);
+        let hs = h("Sec-Purpose", "prerender");
+        assert_eq!(classify(&req("GET", &hs)).class, ClickClass::Human);
+    }
+
+    #[test]
+    fn hosts_without_port_case_or_trailing_dot() {
+        assert_eq!(normalize_host("SMS.Example.com"), "sms.example.com");
+        assert_eq!(normalize_host("sms.example.com:8080"), "sms.example.com");
+        assert_eq!(normalize_host("sms.example.com."), "sms.example.com");
+        assert_eq!(normalize_host(" sms.example.com "), "sms.example.com");
+        assert_eq!(normalize_host("[::1]:80"), "[::1]:80");
+    }
+
+    #[test]
+    fn devices() {
+        assert_eq!(device(Some(IPHONE)), Device::Mobile);
+        assert_eq!(device(Some(PIXEL)), Device::Mobile);
+        assert_eq!(device(Some(IPAD)), Device::Tablet);
+        assert_eq!(device(Some(GALAXY_TAB)), Device::Tablet);
+        assert_eq!(device(Some(MAC)), Device::Desktop);
+        assert_eq!(device(Some(WINDOWS)), Device::Desktop);
+        assert_eq!(device(Some(GOOGLEBOT)), Device::Other);
+        assert_eq!(device(Some("curl/8.4.0")), Device::Other);
+        assert_eq!(device(Some("")), Device::Other);
+        assert_eq!(device(None), Device::Other);
+    }
+}
