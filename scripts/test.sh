@@ -67,11 +67,42 @@ dump_restore() {
   [ -n "$before" ] && [ "$before" = "$after" ] || { echo "dump/restore changed the data"; return 1; }
 }
 
+# 32 concurrent clients send 20,000 clicks (10 per message, shuffled) over 2,000 messages, each
+# click its own transaction: every click is logged and each message gets exactly one first click.
+concurrency() {
+  local dir="$ROOT/target/concurrency" clients=32 expected
+  rm -rf "$dir"; mkdir -p "$dir"
+  PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres \
+    -c "DROP DATABASE IF EXISTS smslink_concurrency" -c "CREATE DATABASE smslink_concurrency" || return 1
+  psql_q -d smslink_concurrency -c "CREATE EXTENSION smslink" || return 1
+  psql_q -d smslink_concurrency -f tests/concurrency/setup.sql || return 1
+  psql_q -At -d smslink_concurrency -c "
+    SELECT format('SELECT 1 FROM smslink.track_click(%L, %L, %L, %L, NULL, NULL, NULL);',
+                  l.token, 'c.conc.example', 'GET', 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148')
+      FROM smslink.link l, generate_series(1, 10) ORDER BY random()" > "$dir/all.sql" || return 1
+  split -n "l/$clients" -d -a 2 "$dir/all.sql" "$dir/client." || return 1
+  local pids=() f
+  for f in "$dir"/client.*; do
+    timeout 300 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d smslink_concurrency -f "$f" >/dev/null &
+    pids+=($!)
+  done
+  local failed=0 p
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  [ "$failed" = 0 ] || { echo "a client failed"; return 1; }
+  expected="clicks 20000 human 20000 clicked_messages 2000 first_clicks 2000 messages_without_exactly_one_first 0 first_click_at_set 2000 first_click_matches 2000"
+  local got
+  got="$(psql_q -d smslink_concurrency -f tests/concurrency/check.sql)" || return 1
+  echo "got:      $got"
+  echo "expected: $expected"
+  [ "$got" = "$expected" ]
+}
+
 step "fmt+clippy" hygiene
 step "core tests" core_tests
 step "pg_test" pg_tests
 step "pg_regress" regress
 step "dump/restore" dump_restore
+step "click concurrency" concurrency
 
 echo
 for r in "${RESULTS[@]}"; do echo "  $r"; done

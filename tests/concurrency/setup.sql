@@ -1,0 +1,8 @@
+-- 2,000 delivered messages with one link each, for the concurrent-click test.
+SET client_min_messages = warning;
+SELECT smslink.create_brand('Concurrency') AS b \gset
+SELECT smslink.add_domain(:b, 'c.conc.example') AS d \gset
+SELECT smslink.create_campaign(:b, 'race') AS c \gset
+SELECT count(*) FROM smslink.prepare_messages(:c, 'A',
+    ARRAY(SELECT 'conc-' || i FROM generate_series(1, 2000) i), 'Race https://shop.example/race') \g /dev/null
+SELECT smslink.mark_delivered(array_agg(id), array_agg(now() - interval '1 minute')) FROM smslink.message \g /dev/null
