@@ -61,10 +61,66 @@ SELECT smslink.mark_failed(array_agg(id ORDER BY id), array_agg(sent_at + interv
 SELECT smslink.mark_delivered(array_agg(m.id), array_agg(m.delivered_at)) AS replayed_changes
   FROM smslink.message m WHERE m.status = 'delivered' AND m.id % 10 = 0;
 
-\echo '== 5. Click partitions ready for the next months (clicks arrive in later demos)'
+\echo '== 5. Click partitions ready for the next months'
 SELECT string_agg(p, ', ') AS partitions_created FROM smslink.ensure_partitions('2 months') p;
 
-\echo '== 6. Totals'
+\echo '== 6. Clicks through smslink.track_click, the call the redirect proxy makes per tap'
+-- About 11% (A) and 14% (B) of delivered subscribers tap the CTA, after a log-normal delay
+-- (median about 3 minutes); a fifth of them tap again later; some phones fetch a preview
+-- (HEAD) a second after delivery; a few browsers prefetch; a few subscribers tap the opt-out link.
+CREATE TEMP TABLE tap AS
+WITH d AS (
+    SELECT m.id, m.delivered_at, v.key, random() AS r, random() AS u1, random() AS u2
+      FROM smslink.message m JOIN smslink.variant v ON v.id = m.variant_id
+     WHERE m.status = 'delivered'
+)
+SELECT l.token, d.delivered_at + (exp(ln(180) + 1.1 * sqrt(-2 * ln(d.u1)) * cos(2 * pi() * d.u2)) * interval '1 s') AS at,
+       'GET' AS method, '{}'::jsonb AS headers, d.id AS message_id
+  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'cta'
+ WHERE d.r < CASE d.key WHEN 'A' THEN 0.11 ELSE 0.14 END
+UNION ALL
+SELECT l.token, d.delivered_at + (3600 * d.u1 + 600) * interval '1 s', 'GET', '{}', d.id
+  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'cta'
+ WHERE d.r < CASE d.key WHEN 'A' THEN 0.11 ELSE 0.14 END AND d.u2 < 0.2
+UNION ALL
+SELECT l.token, d.delivered_at + interval '1 s', 'HEAD', '{}', d.id
+  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'cta'
+ WHERE d.u1 < 0.06
+UNION ALL
+SELECT l.token, d.delivered_at + interval '2 s', 'GET', '{"Sec-Purpose": "prefetch"}', d.id
+  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'cta'
+ WHERE d.u2 < 0.02
+UNION ALL
+SELECT l.token, d.delivered_at + interval '5 min', 'GET', '{}', d.id
+  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'optout'
+ WHERE d.r > 0.996;
+-- Forged tokens, as a scanner would send: rejected without touching a table.
+INSERT INTO tap SELECT '1' || substr(md5(i::text), 1, 8), now(), 'GET', '{}', NULL FROM generate_series(1, 500) i;
+\timing on
+SELECT t.status, count(*) AS requests
+  FROM tap, LATERAL smslink.track_click(tap.token, 'sms.example.com', tap.method,
+       'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1',
+       '203.0.113.10', NULL, tap.headers, tap.at) t
+ GROUP BY 1 ORDER BY 1;
+\timing off
+SELECT class, count(*) AS hits, round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS share_pct
+  FROM smslink.click GROUP BY class ORDER BY class;
+SELECT * FROM smslink.rejected_requests();
+\echo 'CTR = unique human clicks on non-opt-out links / delivered messages'
+SELECT v.key AS variant,
+       count(DISTINCT m.id) FILTER (WHERE m.status = 'delivered') AS delivered,
+       count(DISTINCT k.message_id) AS unique_clicks,
+       count(k.id) AS total_clicks,
+       round(100.0 * count(DISTINCT k.message_id) / count(DISTINCT m.id) FILTER (WHERE m.status = 'delivered'), 2) AS ctr_pct,
+       round(count(k.id)::numeric / nullif(count(DISTINCT k.message_id), 0), 2) AS repeat_click_rate,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY k.seconds_since_delivery) FILTER (WHERE k.is_first))::numeric / 60, 1) AS time_to_click_p50_min
+  FROM smslink.message m
+  JOIN smslink.variant v ON v.id = m.variant_id
+  LEFT JOIN smslink.click k ON k.message_id = m.id AND k.class = 'human'
+        AND k.link_id IN (SELECT id FROM smslink.link WHERE message_id = m.id AND kind <> 'optout')
+ GROUP BY v.key ORDER BY v.key;
+
+\echo '== 7. Totals'
 SELECT v.key AS variant, count(*) AS messages, min(m.encoding) AS encoding, max(m.segments) AS segments,
        count(*) FILTER (WHERE m.status = 'delivered') AS delivered,
        count(*) FILTER (WHERE m.status = 'failed') AS failed,
