@@ -14,3 +14,35 @@ trap cluster_stop EXIT
 fresh_db smslink_bench
 log "prepare_messages vs bare INSERT"
 psql_q -d smslink_bench -v n="${BENCH_N:-100000}" -v rounds="${BENCH_ROUNDS:-3}" -f bench/prepare_messages.sql
+
+# 3. track_click against the durability ceiling, in the database (no HTTP): pgbench, same client
+#    count and duration for (b) a primary-key lookup plus a one-row insert into a table shaped like
+#    smslink.click, (a) track_click with valid tokens, (d) track_click with forged tokens. Each
+#    script first fetches its token by a random number, identically.
+CLIENTS="${BENCH_CLIENTS:-8}"
+SECS="${BENCH_SECONDS:-15}"
+log "track_click vs lookup+insert baseline (pgbench, $CLIENTS clients, ${SECS}s each)"
+fresh_db smslink_bench_click
+psql_q -d smslink_bench_click -f bench/track_click/setup.sql
+out="$ROOT/target/bench-track"; rm -rf "$out"; mkdir -p "$out"
+[ "$(id -u)" = 0 ] && chmod 777 "$out"
+declare -A TPS P50 P99
+for name in baseline track_click forged; do
+  "$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -l --log-prefix="$out/$name" \
+    -f "bench/track_click/$name.pgbench" smslink_bench_click > "$out/$name.txt" 2>&1 \
+    || { cat "$out/$name.txt"; die "pgbench $name failed"; }
+  TPS[$name]=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out/$name.txt" | tail -n1)
+  # Per-transaction latencies (µs, third column) from pgbench's logs.
+  cat "$out/$name".[0-9]* | awk '{print $3}' | sort -n > "$out/$name.lat"
+  n=$(wc -l < "$out/$name.lat")
+  P50[$name]=$(awk -v n="$n" 'NR == int(n * 0.50) + 1 {printf "%.2f", $1 / 1000}' "$out/$name.lat")
+  P99[$name]=$(awk -v n="$n" 'NR == int(n * 0.99) + 1 {printf "%.2f", $1 / 1000}' "$out/$name.lat")
+done
+printf '\n%-34s %12s %10s %10s\n' "script ($CLIENTS clients, ${SECS}s)" "tps" "p50 ms" "p99 ms"
+for name in baseline track_click forged; do
+  printf '%-34s %12.0f %10s %10s\n' "$name" "${TPS[$name]}" "${P50[$name]}" "${P99[$name]}"
+done
+awk -v a="${TPS[track_click]}" -v b="${TPS[baseline]}" -v d="${TPS[forged]}" 'BEGIN {
+  printf "\ntrack_click / baseline (a/b): %.2f   forged / track_click (d/a): %.2f\n", a / b, d / a }'
+psql_q -d smslink_bench_click -At -c "SELECT 'clicks logged: ' || count(*) FROM smslink.click" \
+  -c "SELECT 'rejected: ' || string_agg(reason || '=' || count, ', ') FROM smslink.rejected_requests()"

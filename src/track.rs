@@ -3,15 +3,16 @@
 //! Order of work, cheapest rejection first:
 //! 1. decode the token from the per-backend key ring: a forged or malformed token is answered
 //!    404 without reading any table (a sequence counts it);
-//! 2. one primary-key lookup joins link, domain, message and campaign;
-//! 3. the host must be the link's domain (else 404, counted);
-//! 4. classify the request and its device in `core`;
-//! 5. for a human click, one conditional UPDATE claims the message's first click: exact under
-//!    concurrency, because the row lock serialises racing clicks on the same message and the
-//!    loser re-checks `first_click_at IS NULL` and finds it set;
-//! 6. insert the click; answer 302 (or 410 for an expired link with no fallback).
+//! 2. classify the request and its device in `core` (no table needed);
+//! 3. one statement, prepared once per backend, does the rest: a primary-key lookup joining link,
+//!    domain, message and campaign, restricted to the request's host; the expiry fallback chain;
+//!    for a human click, a conditional UPDATE claiming the message's first click; and the click
+//!    INSERT. The claim is exact under concurrency: the row lock serialises racing clicks on one
+//!    message, and the loser re-checks `first_click_at IS NULL` and finds it set. No row back
+//!    means an unknown link or a host that is not the link's domain: 404, counted.
 //!
-//! Statements are prepared once per backend and kept.
+//! One statement rather than three SPI executions halves the executor start-up work per click
+//! (BENCHMARKS.md).
 
 use crate::errors::SpiOk;
 use crate::keys;
@@ -21,33 +22,39 @@ use pgrx::{Inet, JsonB, PgBuiltInOids, PgOid};
 use smslink_core::click::{classify, device, normalize_host, ClickClass, Request};
 use std::cell::OnceCell;
 
-const LOOKUP: &str =
-    "SELECT l.brand_id, l.message_id, m.campaign_id, m.variant_id, m.subscriber_id,
-        l.destination, l.expires_at, coalesce(l.fallback_url, c.fallback_url, d.fallback_url),
-        d.host, m.delivered_at
-   FROM smslink.link l
-   JOIN smslink.domain d ON d.id = l.domain_id
-   JOIN smslink.message m ON m.id = l.message_id
-   JOIN smslink.campaign c ON c.id = m.campaign_id
-  WHERE l.id = $1";
-
-const CLAIM_FIRST: &str = "UPDATE smslink.message SET first_click_at = $2
-  WHERE id = $1 AND first_click_at IS NULL RETURNING true";
-
-const INSERT: &str =
-    "INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id,
-        subscriber_id, link_id, method, ip, user_agent, referrer, headers, device, class, reasons,
-        seconds_since_delivery, is_first, expired)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
- RETURNING id";
+const CLICK: &str = "WITH target AS (
+    SELECT l.id AS link_id, l.brand_id, l.message_id, m.campaign_id, m.variant_id, m.subscriber_id,
+           l.expires_at IS NOT NULL AND l.expires_at <= $1 AS expired,
+           CASE WHEN l.expires_at IS NOT NULL AND l.expires_at <= $1
+                THEN coalesce(l.fallback_url, c.fallback_url, d.fallback_url)
+                ELSE l.destination END AS location,
+           extract(epoch FROM $1 - m.delivered_at)::float8 AS seconds
+      FROM smslink.link l
+      JOIN smslink.domain d ON d.id = l.domain_id
+      JOIN smslink.message m ON m.id = l.message_id
+      JOIN smslink.campaign c ON c.id = m.campaign_id
+     WHERE l.id = $2 AND d.host = $3
+), claim AS (
+    UPDATE smslink.message m SET first_click_at = $1
+      FROM target t
+     WHERE $4 AND m.id = t.message_id AND m.first_click_at IS NULL
+    RETURNING m.id
+), logged AS (
+    INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id,
+           subscriber_id, link_id, method, ip, user_agent, referrer, headers, device, class, reasons,
+           seconds_since_delivery, is_first, expired)
+    SELECT $1, t.brand_id, t.campaign_id, t.variant_id, t.message_id, t.subscriber_id, t.link_id,
+           $5, $6, $7, $8, $9, $10, $11, $12, t.seconds, EXISTS (SELECT 1 FROM claim), t.expired
+      FROM target t
+    RETURNING id
+)
+SELECT logged.id, target.location FROM logged, target";
 
 const REJECT_INVALID: &str = "SELECT nextval('smslink.rejected_invalid_token_seq')";
 const REJECT_UNKNOWN: &str = "SELECT nextval('smslink.rejected_unknown_target_seq')";
 
 struct Plans {
-    lookup: OwnedPreparedStatement,
-    claim_first: OwnedPreparedStatement,
-    insert: OwnedPreparedStatement,
+    click: OwnedPreparedStatement,
     reject_invalid: OwnedPreparedStatement,
     reject_unknown: OwnedPreparedStatement,
 }
@@ -64,18 +71,13 @@ fn prepare(c: &SpiClient<'_>) -> Plans {
     use pgrx::pg_sys::BuiltinOid::*;
     let keep = |sql: &str, args: &[PgOid]| c.prepare_mut(sql, args).spi().keep();
     Plans {
-        lookup: keep(LOOKUP, &[oid(INT8OID)]),
-        claim_first: keep(CLAIM_FIRST, &[oid(INT8OID), oid(TIMESTAMPTZOID)]),
-        insert: keep(
-            INSERT,
+        click: keep(
+            CLICK,
             &[
                 oid(TIMESTAMPTZOID),
                 oid(INT8OID),
-                oid(INT8OID),
-                oid(INT8OID),
-                oid(INT8OID),
-                oid(INT8OID),
-                oid(INT8OID),
+                oid(TEXTOID),
+                oid(BOOLOID),
                 oid(TEXTOID),
                 oid(INETOID),
                 oid(TEXTOID),
@@ -84,9 +86,6 @@ fn prepare(c: &SpiClient<'_>) -> Plans {
                 oid(TEXTOID),
                 oid(TEXTOID),
                 oid(TEXTARRAYOID),
-                oid(FLOAT8OID),
-                oid(BOOLOID),
-                oid(BOOLOID),
             ],
         ),
         reject_invalid: keep(REJECT_INVALID, &[]),
@@ -147,86 +146,44 @@ fn track_click(
             let Some(link_id) = link_id else {
                 return not_found(c, &plans.reject_invalid);
             };
-            let found = c.select(&plans.lookup, Some(1), &[link_id.into()]).spi();
-            if found.is_empty() {
-                return not_found(c, &plans.reject_unknown);
-            }
-            let r = found.first();
-            let get_i64 = |i| r.get::<i64>(i).spi().unwrap_or_default();
-            let (brand_id, message_id, campaign_id, variant_id, subscriber_id) =
-                (get_i64(1), get_i64(2), get_i64(3), get_i64(4), get_i64(5));
-            let destination = r.get::<String>(6).spi();
-            let expires_at = r.get::<TimestampWithTimeZone>(7).spi();
-            let fallback = r.get::<String>(8).spi();
-            let domain_host = r.get::<String>(9).spi().unwrap_or_default();
-            let delivered_at = r.get::<TimestampWithTimeZone>(10).spi();
-            if host.map(normalize_host).as_deref() != Some(domain_host.as_str()) {
-                return not_found(c, &plans.reject_unknown);
-            }
-
             let pairs = header_pairs(headers.as_ref());
             let verdict = classify(&Request {
                 method: &method,
                 user_agent,
                 headers: &pairs,
             });
-            let human = verdict.class == ClickClass::Human;
-            let expired = expires_at.is_some_and(|e| e <= at);
-            let (status, location) = match (expired, fallback) {
-                (false, _) => (302, destination),
-                (true, Some(f)) => (302, Some(f)),
-                (true, None) => (410, None),
-            };
-            let seconds = delivered_at
-                .map(|d| micros(at) - micros(d))
-                .map(|us| us as f64 / 1e6);
-            let is_first = human
-                && !c
-                    .update(&plans.claim_first, Some(1), &[message_id.into(), at.into()])
-                    .spi()
-                    .is_empty();
-            let click_id = c
+            let class = verdict.class.as_str();
+            let logged = c
                 .update(
-                    &plans.insert,
+                    &plans.click,
                     Some(1),
                     &[
                         at.into(),
-                        brand_id.into(),
-                        campaign_id.into(),
-                        variant_id.into(),
-                        message_id.into(),
-                        subscriber_id.into(),
                         link_id.into(),
-                        method.clone().into(),
+                        host.map(normalize_host).into(),
+                        (verdict.class == ClickClass::Human).into(),
+                        method.as_str().into(),
                         ip.clone().into(),
                         user_agent.into(),
                         referrer.into(),
                         headers.as_ref().map(|j| JsonB(j.0.clone())).into(),
                         device(user_agent).as_str().into(),
-                        verdict.class.as_str().into(),
-                        verdict.reasons.clone().into(),
-                        seconds.into(),
-                        is_first.into(),
-                        expired.into(),
+                        class.into(),
+                        verdict.reasons.into(),
                     ],
                 )
-                .spi()
-                .first()
-                .get_one::<i64>()
                 .spi();
-            (
-                status,
-                location,
-                click_id,
-                Some(verdict.class.as_str().to_string()),
-            )
+            if logged.is_empty() {
+                return not_found(c, &plans.reject_unknown);
+            }
+            let logged = logged.first();
+            let click_id = logged.get::<i64>(1).spi();
+            // An expired link with no fallback anywhere is gone: 410, still logged.
+            match logged.get::<String>(2).spi() {
+                Some(location) => (302, Some(location), click_id, Some(class.to_string())),
+                None => (410, None, click_id, Some(class.to_string())),
+            }
         })
     });
     TableIterator::once(row)
-}
-
-/// Microseconds since the Postgres epoch.
-fn micros(t: TimestampWithTimeZone) -> i64 {
-    let raw: pg_sys::TimestampTz = t.into();
-    raw
 }
