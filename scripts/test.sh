@@ -97,12 +97,77 @@ concurrency() {
   [ "$got" = "$expected" ]
 }
 
+# The real proxy binary over real HTTP on loopback, against the test cluster, logged in as a role
+# that is only a member of smslink_proxy.
+proxy_e2e() {
+  cargo build -q -p smslink-proxy || return 1
+  local db=smslink_e2e bin="$ROOT/target/debug/smslink-proxy" log="$ROOT/target/proxy-e2e.log"
+  local port=18088 port2=18089 fails=0 pid pid2 out
+  PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres \
+    -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" || return 1
+  psql_q -d "$db" -c "CREATE EXTENSION smslink" -f tests/e2e/setup.sql || return 1
+  local url="host=$PGSOCK port=$PGPORT user=e2e_redirector dbname=$db"
+  SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port" --trusted-proxies 127.0.0.1/32 \
+    --request-timeout-ms 1500 >"$log" 2>&1 & pid=$!
+  SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port2" >>"$log" 2>&1 & pid2=$!
+  local i
+  for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+  sql() { psql_q -At -d "$db" -c "$1"; }
+  check() { # check NAME GOT WANT
+    if [ "$2" = "$3" ]; then echo "  ok   $1"; else echo "  FAIL $1: got [$2] want [$3]"; fails=$((fails + 1)); fi
+  }
+  req() { curl -s -o /dev/null -m 5 -w '%{http_code} %{redirect_url}' "$@"; }
+  local t1 t2 tgone
+  t1=$(sql "SELECT l.token FROM smslink.link l JOIN smslink.subscriber s ON true JOIN smslink.message m ON m.id = l.message_id AND m.subscriber_id = s.id WHERE s.external_key = 'e2e-1'")
+  t2=$(sql "SELECT l.token FROM smslink.link l JOIN smslink.message m ON m.id = l.message_id JOIN smslink.subscriber s ON s.id = m.subscriber_id WHERE s.external_key = 'e2e-2'")
+  tgone=$(sql "SELECT token FROM smslink.link WHERE destination = 'https://shop.example/gone'")
+  local H=(-H "Host: go.e2e.example" -A "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148")
+
+  check "healthz" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")" "200"
+  check "valid GET redirects" "$(req "${H[@]}" "http://127.0.0.1:$port/c/$t1")" "302 https://shop.example/e2e?x=1"
+  check "one click row, right ids" "$(sql "SELECT count(*), bool_and(k.message_id = m.id), min(k.class), min(k.device), min(k.method) FROM smslink.click k JOIN smslink.link l ON l.id = k.link_id JOIN smslink.message m ON m.id = l.message_id WHERE l.token = '$t1'")" "1|t|human|mobile|GET"
+  out=$(curl -s -D - -o /dev/null "${H[@]}" "http://127.0.0.1:$port/c/$t1" | tr -d '\r' | grep -iE '^(cache-control|referrer-policy):' | sort | tr '\n' ' ')
+  check "no-store, no-referrer" "$out" "cache-control: no-store referrer-policy: no-referrer "
+  check "HEAD is a preview" "$(curl -s -o /dev/null -w '%{http_code}' -I "${H[@]}" "http://127.0.0.1:$port/c/$t2")" "302"
+  req "${H[@]}" -H "Sec-Purpose: prefetch" "http://127.0.0.1:$port/c/$t2" >/dev/null
+  check "HEAD and prefetch logged as preview" "$(sql "SELECT string_agg(k.class || ':' || k.method, ',' ORDER BY k.id) FROM smslink.click k JOIN smslink.link l ON l.id = k.link_id WHERE l.token = '$t2'")" "preview:HEAD,preview:GET"
+  local before; before=$(sql "SELECT count(*) FROM smslink.click")
+  check "forged token 404" "$(req "${H[@]}" "http://127.0.0.1:$port/c/1AAAAAAAA" | cut -c1-3)" "404"
+  check "malformed token 404" "$(req "${H[@]}" "http://127.0.0.1:$port/c/no-such-token" | cut -c1-3)" "404"
+  check "over-long token 404" "$(req "${H[@]}" "http://127.0.0.1:$port/c/$(printf 'a%.0s' $(seq 1 400))" | cut -c1-3)" "404"
+  check "unknown host 404" "$(req -H "Host: evil.example" "http://127.0.0.1:$port/c/$t1" | cut -c1-3)" "404"
+  check "rejections leave no row" "$(sql "SELECT count(*) FROM smslink.click")" "$before"
+  check "expired link uses fallback" "$(req "${H[@]}" "http://127.0.0.1:$port/c/$tgone")" "302 https://shop.example/ended"
+  req "${H[@]}" -H "X-Forwarded-For: 198.51.100.23" "http://127.0.0.1:$port/c/$t1" >/dev/null
+  req "${H[@]}" -H "X-Forwarded-For: 198.51.100.24" "http://127.0.0.1:$port2/c/$t1" >/dev/null
+  check "X-Forwarded-For trusted, then untrusted" "$(sql "SELECT string_agg(host(ip), ',' ORDER BY id) FROM (SELECT k.id, k.ip FROM smslink.click k JOIN smslink.link l ON l.id = k.link_id WHERE l.token = '$t1' ORDER BY k.id DESC LIMIT 2) x")" "198.51.100.23,127.0.0.1"
+  check "proxy role cannot read tables" "$(psql_q -At -d "$db" -U e2e_redirector -c "SELECT count(*) FROM smslink.click" 2>&1 | grep -c 'permission denied')" "1"
+  # Database down: 503 with Retry-After, then recovery once it is back.
+  as_owner "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+  out=$(curl -s -D - -o /dev/null -m 5 "${H[@]}" "http://127.0.0.1:$port/c/$t1" | tr -d '\r' | grep -iE '^(HTTP|retry-after)' | tr '\n' ' ')
+  check "database down: 503 + Retry-After" "$out" "HTTP/1.1 503 Service Unavailable retry-after: 1 "
+  check "database down: healthz 503" "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$port/healthz")" "503"
+  cluster_start || return 1
+  out=""
+  for i in $(seq 1 20); do
+    out=$(req "${H[@]}" "http://127.0.0.1:$port/c/$t1")
+    [ "$out" = "302 https://shop.example/e2e?x=1" ] && break
+    sleep 0.5
+  done
+  check "recovers when the database is back" "$out" "302 https://shop.example/e2e?x=1"
+  kill -TERM "$pid" "$pid2"
+  local code=0; wait "$pid" || code=$?; wait "$pid2" || true
+  check "SIGTERM: clean exit" "$code" "0"
+  [ "$fails" = 0 ] || { tail -n 20 "$log"; return 1; }
+}
+
 step "fmt+clippy" hygiene
 step "core tests" core_tests
 step "pg_test" pg_tests
 step "pg_regress" regress
 step "dump/restore" dump_restore
 step "click concurrency" concurrency
+step "proxy e2e" proxy_e2e
 
 echo
 for r in "${RESULTS[@]}"; do echo "  $r"; done
