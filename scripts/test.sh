@@ -47,9 +47,20 @@ regress() {
     || { cat "$out/regression.diffs" 2>/dev/null | head -n 200; return 1; }
 }
 
+# The later steps use the cluster that regress starts; alone (SMSLINK_ONLY) they start it.
+ensure_cluster() {
+  if [ -f "$PGDATA/postmaster.pid" ] && "$PGBIN/pg_isready" -q -h "$PGSOCK" -p "$PGPORT"; then
+    return 0
+  fi
+  install_extension debug || return 1
+  cluster_start || return 1
+  trap cluster_stop EXIT
+}
+
 # pg_dump/restore of the regress database keeps every row, and (with the keys restored as
 # docs/operations.md says) every token still resolves. Runs on the cluster regress started.
 dump_restore() {
+  ensure_cluster || return 1
   local dump="$ROOT/target/smslink_regress.dump" keys="$ROOT/target/token_keys.csv" before after
   rm -f "$dump" "$keys"
   "$PGBIN/pg_dump" -Fc -d smslink_regress -f "$dump" || return 1
@@ -70,6 +81,7 @@ dump_restore() {
 # 32 concurrent clients send 20,000 clicks (10 per message, shuffled) over 2,000 messages, each
 # click its own transaction: every click is logged and each message gets exactly one first click.
 concurrency() {
+  ensure_cluster || return 1
   local dir="$ROOT/target/concurrency" clients=32 expected
   rm -rf "$dir"; mkdir -p "$dir"
   PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres \
@@ -100,6 +112,7 @@ concurrency() {
 # The real proxy binary over real HTTP on loopback, against the test cluster, logged in as a role
 # that is only a member of smslink_proxy.
 proxy_e2e() {
+  ensure_cluster || return 1
   cargo build -q -p smslink-proxy || return 1
   local db=smslink_e2e bin="$ROOT/target/debug/smslink-proxy" log="$ROOT/target/proxy-e2e.log"
   local port=18088 port2=18089 fails=0 pid pid2 out
@@ -155,6 +168,12 @@ proxy_e2e() {
     sleep 0.5
   done
   check "recovers when the database is back" "$out" "302 https://shop.example/e2e?x=1"
+  local metrics; metrics=$(curl -s -m 5 "http://127.0.0.1:$port/metrics")
+  check "metrics: 302s counted" "$(echo "$metrics" | awk '/^smslink_proxy_requests_total\{route="redirect",status="302"\}/ {print ($2 >= 5)}')" "1"
+  check "metrics: 404s counted" "$(echo "$metrics" | awk '/^smslink_proxy_requests_total\{route="redirect",status="404"\}/ {print $2}')" "4"
+  check "metrics: database errors counted" "$(echo "$metrics" | awk '/^smslink_proxy_database_errors_total/ {print ($2 >= 2)}')" "1"
+  check "metrics: latency histogram" "$(echo "$metrics" | grep -c '^smslink_proxy_request_duration_seconds_bucket{route="redirect",le="0.01"}')" "1"
+  check "metrics: pool gauges" "$(echo "$metrics" | grep -cE '^smslink_proxy_pool_connections\{state="(in_use|idle|waiting)"\}')" "3"
   kill -TERM "$pid" "$pid2"
   local code=0; wait "$pid" || code=$?; wait "$pid2" || true
   check "SIGTERM: clean exit" "$code" "0"

@@ -4,7 +4,8 @@
 //! pooled connection, and answers with the status and `Location` the database chose. The
 //! `Location` never comes from the request, so there is no open redirect; a header value with
 //! CR/LF cannot be built, so nothing can be injected. A database that cannot be reached gives 503
-//! with `Retry-After`, never a hang or a panic.
+//! with `Retry-After`, never a hang or a panic. `/healthz` checks the database; `/metrics` serves
+//! Prometheus text (requests by route and status, latency histogram, pool use, database errors).
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
@@ -14,9 +15,13 @@ use axum::Router;
 use clap::Parser;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use ipnet::IpNet;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TRACK: &str = "SELECT status, location FROM smslink.track_click($1, $2, $3, $4, $5::text::inet, $6, $7::text::jsonb)";
 
@@ -47,6 +52,67 @@ struct App {
     pool: Pool,
     trusted: Vec<IpNet>,
     timeout: Duration,
+    metrics: Metrics,
+}
+
+/// Prometheus metrics served at /metrics.
+struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool: IntGaugeVec,
+    db_errors: IntCounter,
+}
+
+impl Metrics {
+    fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("smslink_proxy_requests_total", "HTTP requests by route and status"),
+            &["route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "smslink_proxy_request_duration_seconds",
+                "Time from request to response, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["route"],
+        )?;
+        let pool = IntGaugeVec::new(
+            Opts::new(
+                "smslink_proxy_pool_connections",
+                "Database pool: connections in use, idle, and requests waiting for one",
+            ),
+            &["state"],
+        )?;
+        let db_errors = IntCounter::new(
+            "smslink_proxy_database_errors_total",
+            "Database calls that failed or timed out",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(db_errors.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            pool,
+            db_errors,
+        })
+    }
+
+    fn observe(&self, route: &str, started: Instant, status: StatusCode) {
+        self.requests
+            .with_label_values(&[route, status.as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+    }
 }
 
 /// The client address: the socket peer, or the right-most untrusted X-Forwarded-For entry when
@@ -142,9 +208,10 @@ async fn redirect(
     method: Method,
     headers: HeaderMap,
 ) -> Response<Body> {
+    let started = Instant::now();
     let ip = client_ip(peer.ip(), &headers, &app.trusted);
     let work = track(&app, token, &method, &headers, ip);
-    match tokio::time::timeout(app.timeout, work).await {
+    let response = match tokio::time::timeout(app.timeout, work).await {
         Ok(Ok((status, location))) => {
             let code = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::NOT_FOUND);
             // A location that is not a valid header value (CR/LF, control characters) is never
@@ -157,24 +224,60 @@ async fn redirect(
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "database error");
+            app.metrics.db_errors.inc();
             unavailable()
         }
         Err(_) => {
             tracing::warn!("database timeout");
+            app.metrics.db_errors.inc();
             unavailable()
         }
+    };
+    app.metrics.observe("redirect", started, response.status());
+    response
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response<Body> {
+    let status = app.pool.status();
+    let in_use = status.size.saturating_sub(status.available);
+    let m = &app.metrics;
+    m.pool.with_label_values(&["in_use"]).set(in_use as i64);
+    m.pool
+        .with_label_values(&["idle"])
+        .set(status.available as i64);
+    m.pool
+        .with_label_values(&["waiting"])
+        .set(status.waiting as i64);
+    let mut buf = Vec::new();
+    if TextEncoder::new()
+        .encode(&m.registry.gather(), &mut buf)
+        .is_err()
+    {
+        return reply(StatusCode::INTERNAL_SERVER_ERROR, None);
     }
+    let mut r = Response::new(Body::from(buf));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response<Body> {
+    let started = Instant::now();
     let check = async {
         let c = app.pool.get().await.map_err(|e| e.to_string())?;
         c.simple_query("SELECT 1").await.map_err(|e| e.to_string())
     };
-    match tokio::time::timeout(app.timeout, check).await {
+    let response = match tokio::time::timeout(app.timeout, check).await {
         Ok(Ok(_)) => reply(StatusCode::OK, None),
-        _ => unavailable(),
-    }
+        _ => {
+            app.metrics.db_errors.inc();
+            unavailable()
+        }
+    };
+    app.metrics.observe("healthz", started, response.status());
+    response
 }
 
 async fn shutdown_signal() {
@@ -223,9 +326,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pool,
         trusted: args.trusted_proxies.clone(),
         timeout: Duration::from_millis(args.request_timeout_ms),
+        metrics: Metrics::new()?,
     });
     let router = Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/{prefix}/{token}", get(redirect))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
