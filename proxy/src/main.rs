@@ -68,7 +68,10 @@ impl Metrics {
     fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("smslink_proxy_requests_total", "HTTP requests by route and status"),
+            Opts::new(
+                "smslink_proxy_requests_total",
+                "HTTP requests by route and status",
+            ),
             &["route", "status"],
         )?;
         let latency = HistogramVec::new(
