@@ -78,29 +78,39 @@ dump_restore() {
   [ -n "$before" ] && [ "$before" = "$after" ] || { echo "dump/restore changed the data"; return 1; }
 }
 
-# 32 concurrent clients send 20,000 clicks (10 per message, shuffled) over 2,000 messages, each
-# click its own transaction: every click is logged and each message gets exactly one first click.
+# 32 concurrent HTTP clients send 20,000 clicks (10 per message, shuffled) through the real proxy
+# over 2,000 messages, each click its own request and transaction: every click is logged and
+# each message gets exactly one first click.
 concurrency() {
   ensure_cluster || return 1
-  local dir="$ROOT/target/concurrency" clients=32 expected
+  cargo build -q -p smslink-proxy || return 1
+  local dir="$ROOT/target/concurrency" clients=32 port=18090 expected pid
   rm -rf "$dir"; mkdir -p "$dir"
   PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres \
     -c "DROP DATABASE IF EXISTS smslink_concurrency" -c "CREATE DATABASE smslink_concurrency" || return 1
   psql_q -d smslink_concurrency -c "CREATE EXTENSION smslink" || return 1
   psql_q -d smslink_concurrency -f tests/concurrency/setup.sql || return 1
   psql_q -At -d smslink_concurrency -c "
-    SELECT format('SELECT 1 FROM smslink.track_click(%L, %L, %L, %L, NULL, NULL, NULL);',
-                  l.token, 'c.conc.example', 'GET', 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148')
-      FROM smslink.link l, generate_series(1, 10) ORDER BY random()" > "$dir/all.sql" || return 1
-  split -n "l/$clients" -d -a 2 "$dir/all.sql" "$dir/client." || return 1
+    SELECT format('url = \"http://127.0.0.1:$port/c/%s\"' || chr(10) || 'output = \"/dev/null\"', l.token)
+      FROM smslink.link l, generate_series(1, 10) ORDER BY random()" > "$dir/all.cfg" || return 1
+  split -n "l/$clients" -d -a 2 "$dir/all.cfg" "$dir/client." || return 1
+  SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=postgres dbname=smslink_concurrency" \
+    "$ROOT/target/debug/smslink-proxy" --listen "127.0.0.1:$port" --pool-size "$clients" \
+    >"$dir/proxy.log" 2>&1 & pid=$!
+  local i; for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
   local pids=() f
   for f in "$dir"/client.*; do
-    timeout 300 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d smslink_concurrency -f "$f" >/dev/null &
+    timeout 300 curl -s -H "Host: c.conc.example" -A "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148" \
+      -w '%{http_code}\n' --config "$f" > "$f.codes" &
     pids+=($!)
   done
   local failed=0 p
   for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  kill -TERM "$pid"; wait "$pid" || true
   [ "$failed" = 0 ] || { echo "a client failed"; return 1; }
+  local codes; codes=$(cat "$dir"/client.*.codes | sort | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')
+  echo "HTTP status counts: $codes"
+  [ "$codes" = "302x20000 " ] || return 1
   expected="clicks 20000 human 20000 clicked_messages 2000 first_clicks 2000 messages_without_exactly_one_first 0 first_click_at_set 2000 first_click_matches 2000"
   local got
   got="$(psql_q -d smslink_concurrency -f tests/concurrency/check.sql)" || return 1

@@ -1,4 +1,5 @@
--- 2,000 delivered messages with one link each, for the concurrent-click test.
+-- 2,000 delivered messages with one link each, for the concurrent-click test (32 HTTP clients
+-- through the proxy; see scripts/test.sh).
 SET client_min_messages = warning;
 SELECT smslink.create_brand('Concurrency') AS b \gset
 SELECT smslink.add_domain(:b, 'c.conc.example') AS d \gset
