@@ -1,5 +1,5 @@
 # The entry points named in the README. Each does its own set-up on a fresh Debian 12 machine.
-.PHONY: demo test bench
+.PHONY: demo test bench bench-redirect
 
 demo:   ## build, start a local cluster, prepare and deliver a 10,000-message campaign
 	bash scripts/demo.sh
@@ -9,3 +9,6 @@ test:   ## every test tier; ends with a SUMMARY line, non-zero on failure
 
 bench:  ## token codec and prepare_messages benchmarks, as ratios against same-run baselines
 	bash scripts/bench.sh
+
+bench-redirect:  ## the click path over HTTP vs pgbench, nginx and forged-token ceilings (wrk)
+	bash scripts/bench-redirect.sh

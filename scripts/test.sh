@@ -125,14 +125,21 @@ proxy_e2e() {
   ensure_cluster || return 1
   cargo build -q -p smslink-proxy || return 1
   local db=smslink_e2e bin="$ROOT/target/debug/smslink-proxy" log="$ROOT/target/proxy-e2e.log"
-  local port=18088 port2=18089 fails=0 pid pid2 out
+  local port=18088 port2=18089 port3=18090 fails=0 pid pid2 pid3 out
   PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres \
     -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" || return 1
   psql_q -d "$db" -c "CREATE EXTENSION smslink" -f tests/e2e/setup.sql || return 1
   local url="host=$PGSOCK port=$PGPORT user=e2e_redirector dbname=$db"
   SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port" --trusted-proxies 127.0.0.1/32 \
     --request-timeout-ms 1500 >"$log" 2>&1 & pid=$!
-  SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port2" >>"$log" 2>&1 & pid2=$!
+  SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port2" --header-timeout-ms 2500 \
+    --max-connections 1 >>"$log" 2>&1 & pid2=$!
+  # HTTPS with a throw-away self-signed certificate for the link domain.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=go.e2e.example" \
+    -addext "subjectAltName=DNS:go.e2e.example" -keyout "$ROOT/target/e2e-key.pem" \
+    -out "$ROOT/target/e2e-cert.pem" >/dev/null 2>&1 || return 1
+  SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port3" --tls-cert "$ROOT/target/e2e-cert.pem" \
+    --tls-key "$ROOT/target/e2e-key.pem" >>"$log" 2>&1 & pid3=$!
   local i
   for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
   sql() { psql_q -At -d "$db" -c "$1"; }
@@ -164,6 +171,20 @@ proxy_e2e() {
   req "${H[@]}" -H "X-Forwarded-For: 198.51.100.23" "http://127.0.0.1:$port/c/$t1" >/dev/null
   req "${H[@]}" -H "X-Forwarded-For: 198.51.100.24" "http://127.0.0.1:$port2/c/$t1" >/dev/null
   check "X-Forwarded-For trusted, then untrusted" "$(sql "SELECT string_agg(host(ip), ',' ORDER BY id) FROM (SELECT k.id, k.ip FROM smslink.click k JOIN smslink.link l ON l.id = k.link_id WHERE l.token = '$t1' ORDER BY k.id DESC LIMIT 2) x")" "198.51.100.23,127.0.0.1"
+  # Limits: path and header sizes, slow clients, connection cap.
+  check "path over --max-path-bytes: 414" "$(req "${H[@]}" "http://127.0.0.1:$port/c/$(printf 'a%.0s' $(seq 1 600))" | cut -c1-3)" "414"
+  check "head over --max-header-bytes: 431" "$(req "${H[@]}" -H "X-Pad: $(printf 'p%.0s' $(seq 1 20000))" "http://127.0.0.1:$port/c/$t1" | cut -c1-3)" "431"
+  exec 7<>"/dev/tcp/127.0.0.1/$port2"
+  printf 'GET /c/%s HTTP/1.1\r\nHost: go.e2e.example\r\n' "$t1" >&7
+  check "connection cap: a second client waits" "$(req -m 1 "${H[@]}" "http://127.0.0.1:$port2/c/$t1")" "000 "
+  local t0=$SECONDS got
+  got=$(timeout 10 cat <&7 | wc -c); exec 7<&-
+  check "slow client: half-sent head dropped after --header-timeout-ms" "$got $((SECONDS - t0 <= 5))" "0 1"
+  check "connection cap: slot free again" "$(req "${H[@]}" "http://127.0.0.1:$port2/c/$t1" | cut -c1-3)" "302"
+  local tls=(--cacert "$ROOT/target/e2e-cert.pem" --resolve "go.e2e.example:$port3:127.0.0.1")
+  check "HTTPS (rustls), HTTP/1.1" "$(curl -s -o /dev/null -m 5 -w '%{http_code} %{http_version} %{redirect_url}' --http1.1 "${tls[@]}" -A "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148" "https://go.e2e.example:$port3/c/$t1")" "302 1.1 https://shop.example/e2e?x=1"
+  check "HTTPS (rustls), HTTP/2" "$(curl -s -o /dev/null -m 5 -w '%{http_code} %{http_version}' --http2 "${tls[@]}" "https://go.e2e.example:$port3/c/$t1")" "302 2"
+  check "HTTPS: plain HTTP to the TLS port fails" "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$port3/healthz")" "000"
   check "proxy role cannot read tables" "$(psql_q -At -d "$db" -U e2e_redirector -c "SELECT count(*) FROM smslink.click" 2>&1 | grep -c 'permission denied')" "1"
   # Database down: 503 with Retry-After, then recovery once it is back.
   as_owner "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
@@ -184,8 +205,8 @@ proxy_e2e() {
   check "metrics: database errors counted" "$(echo "$metrics" | awk '/^smslink_proxy_database_errors_total/ {print ($2 >= 2)}')" "1"
   check "metrics: latency histogram" "$(echo "$metrics" | grep -c '^smslink_proxy_request_duration_seconds_bucket{route="redirect",le="0.01"}')" "1"
   check "metrics: pool gauges" "$(echo "$metrics" | grep -cE '^smslink_proxy_pool_connections\{state="(in_use|idle|waiting)"\}')" "3"
-  kill -TERM "$pid" "$pid2"
-  local code=0; wait "$pid" || code=$?; wait "$pid2" || true
+  kill -TERM "$pid" "$pid2" "$pid3"
+  local code=0; wait "$pid" || code=$?; wait "$pid2" || true; wait "$pid3" || true
   check "SIGTERM: clean exit" "$code" "0"
   [ "$fails" = 0 ] || { tail -n 20 "$log"; return 1; }
 }

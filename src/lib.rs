@@ -21,12 +21,15 @@ extension_sql_file!(
 );
 
 // The first token key is generated inside the database when the extension is created.
-// track_click is SECURITY DEFINER: only the owner and the proxy's role may execute it.
+// track_click and track_clicks are SECURITY DEFINER: only the owner and the proxy's role may
+// execute them.
 extension_sql!(
     r#"
 SELECT smslink.rotate_token_key();
 REVOKE EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) TO smslink_proxy;
+REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) TO smslink_proxy;
 "#,
     name = "finalize",
     finalize

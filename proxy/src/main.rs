@@ -9,21 +9,23 @@
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use ipnet::IpNet;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
 
-const TRACK: &str = "SELECT status, location FROM smslink.track_click($1, $2, $3, $4, $5::text::inet, $6, $7::text::jsonb)";
+mod batch;
+mod serve;
 
 /// Request headers passed to the classifier.
 const FORWARDED_HEADERS: [&str; 4] = ["purpose", "sec-purpose", "x-moz", "accept-language"];
@@ -43,13 +45,44 @@ struct Args {
     /// Comma-separated CIDRs of load balancers whose X-Forwarded-For is believed.
     #[arg(long, env = "SMSLINK_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<IpNet>,
+    /// Most clicks sent to the database in one call (group commit); 1 turns batching off.
+    #[arg(long, env = "SMSLINK_MAX_BATCH", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_batch: u64,
     /// Upper bound on one request's database work, in milliseconds.
     #[arg(long, env = "SMSLINK_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
     request_timeout_ms: u64,
+    /// Largest request head (request line plus headers) accepted, in bytes; larger gets 431.
+    #[arg(long, env = "SMSLINK_MAX_HEADER_BYTES", default_value_t = 16384,
+          value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    max_header_bytes: u64,
+    /// Longest request path accepted, in bytes; longer gets 414 without a database call.
+    #[arg(long, env = "SMSLINK_MAX_PATH_BYTES", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    max_path_bytes: u64,
+    /// Time a client has to send a request head, from connect or from the previous response
+    /// (slow-client and idle keep-alive timeout), in milliseconds.
+    #[arg(long, env = "SMSLINK_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Open client connections; more wait in the kernel's accept queue.
+    #[arg(long, env = "SMSLINK_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// How long SIGTERM waits for in-flight requests before closing connections, in milliseconds.
+    #[arg(long, env = "SMSLINK_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
+    /// PEM certificate chain: serve HTTPS directly (with --tls-key). Default: plain HTTP behind a
+    /// TLS-terminating load balancer.
+    #[arg(long, env = "SMSLINK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "SMSLINK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 struct App {
     pool: Pool,
+    queue: mpsc::Sender<batch::Click>,
+    max_path: usize,
     trusted: Vec<IpNet>,
     timeout: Duration,
     metrics: Metrics,
@@ -62,6 +95,7 @@ struct Metrics {
     latency: HistogramVec,
     pool: IntGaugeVec,
     db_errors: IntCounter,
+    batch_size: Histogram,
 }
 
 impl Metrics {
@@ -98,13 +132,22 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "smslink_proxy_batch_size",
+                "Clicks per track_clicks call (group commit)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )?;
         registry.register(Box::new(db_errors.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             latency,
             pool,
             db_errors,
+            batch_size,
         })
     }
 
@@ -138,11 +181,12 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         .unwrap_or(peer)
 }
 
-fn text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+/// A header as text. Bytes that are not UTF-8 (obs-text) are replaced, not dropped: a
+/// User-Agent with Latin-1 in it is still worth logging. NUL cannot occur in a header value.
+fn text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 fn reply(status: StatusCode, location: Option<HeaderValue>) -> Response<Body> {
@@ -164,44 +208,46 @@ fn unavailable() -> Response<Body> {
     r
 }
 
+/// Queues one click for the batcher and waits for the database's answer.
 async fn track(
     app: &App,
     token: String,
     method: &Method,
+    uri: &Uri,
     headers: &HeaderMap,
     ip: IpAddr,
-) -> Result<(i32, Option<String>), String> {
-    let host = text(headers, header::HOST);
-    let ua = text(headers, header::USER_AGENT);
-    let referrer = text(headers, header::REFERER);
+) -> batch::Answer {
     let mut fields = serde_json::Map::new();
     for name in FORWARDED_HEADERS {
-        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            fields.insert(name.to_string(), serde_json::Value::String(v.to_string()));
+        if let Some(v) = text(headers, name) {
+            fields.insert(name.to_string(), serde_json::Value::String(v));
         }
     }
-    let json = serde_json::Value::Object(fields).to_string();
-    let client = app.pool.get().await.map_err(|e| e.to_string())?;
-    let stmt = client
-        .prepare_cached(TRACK)
+    let (reply, answer) = oneshot::channel();
+    let click = batch::Click {
+        // Postgres text cannot hold NUL; such a token is malformed, and the database says 404.
+        token: if token.contains('\0') {
+            String::new()
+        } else {
+            token
+        },
+        // HTTP/1.1 names the host in Host; HTTP/2 in the :authority pseudo-header (the URI).
+        host: text(headers, header::HOST.as_str())
+            .or_else(|| uri.authority().map(|a| a.as_str().to_string())),
+        method: method.as_str().to_string(),
+        user_agent: text(headers, header::USER_AGENT.as_str()),
+        ip: ip.to_string(),
+        referrer: text(headers, header::REFERER.as_str()),
+        headers: serde_json::Value::Object(fields).to_string(),
+        reply,
+    };
+    app.queue
+        .send(click)
         .await
-        .map_err(|e| e.to_string())?;
-    let row = client
-        .query_one(
-            &stmt,
-            &[
-                &token,
-                &host,
-                &method.as_str(),
-                &ua,
-                &ip.to_string(),
-                &referrer,
-                &json,
-            ],
-        )
+        .map_err(|_| "the click queue is closed".to_string())?;
+    answer
         .await
-        .map_err(|e| e.to_string())?;
-    Ok((row.get(0), row.get(1)))
+        .map_err(|_| "the batch was dropped".to_string())?
 }
 
 async fn redirect(
@@ -209,11 +255,17 @@ async fn redirect(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((_prefix, token)): Path<(String, String)>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response<Body> {
     let started = Instant::now();
+    if uri.path().len() > app.max_path {
+        let response = reply(StatusCode::URI_TOO_LONG, None);
+        app.metrics.observe("redirect", started, response.status());
+        return response;
+    }
     let ip = client_ip(peer.ip(), &headers, &app.trusted);
-    let work = track(&app, token, &method, &headers, ip);
+    let work = track(&app, token, &method, &uri, &headers, ip);
     let response = match tokio::time::timeout(app.timeout, work).await {
         Ok(Ok((status, location))) => {
             let code = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::NOT_FOUND);
@@ -300,7 +352,6 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 #[tokio::main]
@@ -325,11 +376,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .create_timeout(Some(Duration::from_millis(args.request_timeout_ms)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(serve::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let (queue, pending) = mpsc::channel(args.max_connections.clamp(64, 65_536));
+    let registry = Metrics::new()?;
+    tokio::spawn(batch::run(
+        pool.clone(),
+        pending,
+        usize::try_from(args.max_batch).unwrap_or(64),
+        registry.batch_size.clone(),
+    ));
     let app = Arc::new(App {
         pool,
+        queue,
+        max_path: usize::try_from(args.max_path_bytes).unwrap_or(usize::MAX),
         trusted: args.trusted_proxies.clone(),
         timeout: Duration::from_millis(args.request_timeout_ms),
-        metrics: Metrics::new()?,
+        metrics: registry,
     });
     let router = Router::new()
         .route("/healthz", get(healthz))
@@ -337,13 +402,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/{prefix}/{token}", get(redirect))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %args.listen, "smslink-proxy listening");
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    tracing::info!(listen = %args.listen, tls = tls.is_some(), "smslink-proxy listening");
+    let limits = serve::Limits {
+        max_header_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        tls_handshake_timeout: Duration::from_millis(args.header_timeout_ms),
+        max_connections: args.max_connections,
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+    };
+    serve::run(listener, router, tls, limits, shutdown_signal()).await;
     Ok(())
 }
 

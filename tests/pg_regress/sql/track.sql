@@ -56,10 +56,40 @@ SELECT status, location FROM smslink.track_click(:'t1', 'go.track.example', 'GET
 SELECT status, location FROM smslink.track_click(:'t1', 'go.track.example', 'GET', :iphone, NULL, NULL, NULL, '2026-11-27 23:59+00');
 SELECT expired, count(*) FROM smslink.click WHERE message_id = :m1 GROUP BY expired ORDER BY expired;
 
--- The proxy's role executes track_click and nothing else; nobody else may execute it.
+-- track_clicks: a batch in one call, answered in order. Two human taps on one message in one
+-- batch: only the earlier claims the first click. A preview before them claims nothing. Forged,
+-- unknown-host and NULL entries get 404 and no row, counted like single calls.
+SELECT message_id AS m3 FROM smslink.prepare_message(:c, 'A', 'track-3', 'Spring sale https://shop.example/spring') \gset
+SELECT smslink.mark_delivered(:m3, '2026-11-27 10:00:00+00');
+SELECT token AS t3 FROM smslink.link WHERE message_id = :m3 \gset
+CREATE TEMP TABLE rejected_before_batch AS SELECT * FROM smslink.rejected_requests();
+SELECT ord, status, location, class, click_id IS NOT NULL AS logged
+  FROM smslink.track_clicks(ARRAY[:'t3', :'t3', :'t3', 'ZAAAAAAAA', :'t3', NULL],
+                            ARRAY['go.track.example', 'go.track.example', 'go.track.example', 'go.track.example', 'evil.example', 'go.track.example'],
+                            ARRAY['HEAD', 'GET', 'get', 'GET', 'GET', 'GET'],
+                            ARRAY[:iphone, :iphone, :iphone, :iphone, :iphone, :iphone],
+                            ARRAY['203.0.113.8', '203.0.113.8', 'not an address', NULL, NULL, NULL],
+                            NULL,
+                            ARRAY['{}', '{"accept-language": "en"}', NULL, NULL, NULL, NULL]::jsonb[],
+                            '2026-11-27 10:01:00+00');
+SELECT method, host(ip) AS ip, class, is_first, headers FROM smslink.click WHERE message_id = :m3 ORDER BY id;
+SELECT first_click_at FROM smslink.message WHERE id = :m3;
+SELECT r.reason, r.count - b.count AS rejected
+  FROM smslink.rejected_requests() r JOIN rejected_before_batch b USING (reason) ORDER BY 1;
+-- A later batch finds the first click taken.
+SELECT ord, status, class FROM smslink.track_clicks(ARRAY[:'t3'], ARRAY['go.track.example'], NULL, NULL, NULL, NULL, NULL);
+SELECT count(*) FILTER (WHERE is_first) AS first_clicks, count(*) AS clicks FROM smslink.click WHERE message_id = :m3;
+-- Bad batches are errors, before anything is logged.
+SELECT regress.err($$SELECT * FROM smslink.track_clicks(ARRAY['a', 'b'], ARRAY['go.track.example'], NULL, NULL, NULL, NULL, NULL)$$);
+SELECT regress.err($$SELECT * FROM smslink.track_clicks(NULL, NULL, NULL, NULL, NULL, NULL, NULL)$$);
+SELECT regress.err($$SELECT * FROM smslink.track_clicks(array_fill('x'::text, ARRAY[10001]), NULL, NULL, NULL, NULL, NULL, NULL)$$);
+SELECT count(*) AS empty_batch FROM smslink.track_clicks('{}', NULL, NULL, NULL, NULL, NULL, NULL);
+
+-- The proxy's role executes track_click and track_clicks and nothing else; nobody else may execute it.
 GRANT USAGE ON SCHEMA regress TO smslink_proxy;
 SET ROLE smslink_proxy;
 SELECT status, class FROM smslink.track_click(:'t2', 'go.track.example', 'GET', :iphone, NULL, NULL, NULL);
+SELECT ord, status, class FROM smslink.track_clicks(ARRAY[:'t2'], ARRAY['go.track.example'], NULL, NULL, NULL, NULL, NULL);
 SELECT regress.err($$SELECT count(*) FROM smslink.click$$);
 SELECT regress.err($$SELECT count(*) FROM smslink.link$$);
 SELECT regress.err($$SELECT * FROM smslink.token_key$$);
@@ -72,6 +102,7 @@ CREATE ROLE track_outsider;
 GRANT USAGE ON SCHEMA smslink, regress TO track_outsider;
 SET ROLE track_outsider;
 SELECT regress.err(format($$SELECT * FROM smslink.track_click(%L, 'go.track.example', 'GET', NULL, NULL, NULL, NULL)$$, :'t1'));
+SELECT regress.err(format($$SELECT * FROM smslink.track_clicks(ARRAY[%L], ARRAY['go.track.example'], NULL, NULL, NULL, NULL, NULL)$$, :'t1'));
 RESET ROLE;
 SELECT bool_or(has_table_privilege('smslink_proxy', c.oid, 'SELECT,INSERT,UPDATE,DELETE')) AS any_table_privilege
   FROM pg_class c WHERE c.relnamespace = 'smslink'::regnamespace AND c.relkind IN ('r', 'p');

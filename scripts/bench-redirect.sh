@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# `make bench-redirect`: the click path over real HTTP on loopback, against the machine's limits,
+# all in one run with the same client count and duration:
+#   (a) wrk -> smslink-proxy -> smslink.track_click, random valid tokens;
+#   (b) pgbench: a primary-key lookup plus a one-row insert into a table shaped like
+#       smslink.click, one round trip per click (the durability ceiling);
+#   (c) wrk -> nginx answering `return 302` (the HTTP ceiling);
+#   (d) wrk -> smslink-proxy with forged tokens;
+#   (e) wrk -> smslink-proxy paced to half of (a)'s rate, for p99 at half peak.
+# Rounds alternate (b, a, c, d) and the median round is reported. Every run is bounded by
+# BENCH_SECONDS. Knobs: BENCH_CLIENTS (32), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_POOL
+# (proxy pool size, 8), BENCH_OUT (target/bench-redirect).
+source "$(dirname "$0")/common.sh"
+ensure_packages wrk nginx
+ensure_cargo_pgrx
+CLIENTS="${BENCH_CLIENTS:-32}"
+SECS="${BENCH_SECONDS:-10}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+POOL="${BENCH_POOL:-8}"
+OUT="${BENCH_OUT:-$ROOT/target/bench-redirect}"
+PROXY_PORT=18190
+NGINX_PORT=18191
+DB=smslink_bench_http
+
+install_extension release
+log "building smslink-proxy (release)"
+cargo build -q --release -p smslink-proxy
+rm -rf "$OUT"; mkdir -p "$OUT/nginx-tmp"
+[ "$(id -u)" = 0 ] && chmod 777 "$OUT"
+cluster_start
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  cluster_stop
+}
+trap cleanup EXIT
+
+fresh_db "$DB"
+psql_q -d "$DB" -f bench/track_click/setup.sql
+psql_q -d "$DB" -c "DROP ROLE IF EXISTS bench_redirector" \
+  -c "CREATE ROLE bench_redirector LOGIN IN ROLE smslink_proxy"
+psql_q -d "$DB" -At -c "SELECT token FROM bench.token ORDER BY i" > "$OUT/tokens.txt"
+psql_q -d "$DB" -At -c "SELECT token FROM bench.forged ORDER BY i" > "$OUT/forged.txt"
+read -r LO HI < <(psql_q -d "$DB" -At -F ' ' -c "SELECT min(id), max(id) FROM smslink.link")
+
+SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector dbname=$DB" RUST_LOG=warn \
+  "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$PROXY_PORT" --pool-size "$POOL" \
+  >"$OUT/proxy.log" 2>&1 & PIDS+=($!)
+sed -e "s#@DIR@#$OUT#g" -e "s#@PORT@#$NGINX_PORT#g" bench/redirect/nginx.conf.in > "$OUT/nginx.conf"
+nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" >"$OUT/nginx.log" 2>&1 & PIDS+=($!)
+for url in "http://127.0.0.1:$PROXY_PORT/healthz" "http://127.0.0.1:$NGINX_PORT/"; do
+  ok=""
+  for _ in $(seq 1 50); do
+    curl -s -o /dev/null -m 2 "$url" && { ok=1; break; }
+    sleep 0.2
+  done
+  [ -n "$ok" ] || { tail -n 20 "$OUT"/*.log; die "$url did not come up"; }
+done
+
+# wrk_run NAME PORT TOKENS [DELAY_MS]: prints "rps p50 p99 requests status_errors socket_errors".
+wrk_run() {
+  BENCH_TOKENS="$3" BENCH_DELAY_MS="${4:-0}" timeout $((SECS + 30)) \
+    wrk -t 2 -c "$CLIENTS" -d "${SECS}s" -s bench/redirect/wrk.lua "http://127.0.0.1:$2" \
+    > "$OUT/$1.txt" 2>&1 || { cat "$OUT/$1.txt" >&2; die "wrk $1 failed"; }
+  sed -n 's/^RESULT requests=\([0-9]*\) rps=\([0-9.]*\) p50_ms=\([0-9.]*\) p99_ms=\([0-9.]*\) max_ms=[0-9.]* status_errors=\([0-9]*\) socket_errors=\([0-9]*\)$/\2 \3 \4 \1 \5 \6/p' "$OUT/$1.txt"
+}
+
+pgbench_run() {
+  "$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -D lo="$LO" -D hi="$HI" \
+    -l --log-prefix="$OUT/$1" -f bench/redirect/baseline.pgbench "$DB" > "$OUT/$1.txt" 2>&1 \
+    || { cat "$OUT/$1.txt" >&2; die "pgbench failed"; }
+  local tps n
+  tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$OUT/$1.txt" | tail -n1)
+  cat "$OUT/$1".[0-9]* | awk '{print $3}' | sort -n > "$OUT/$1.lat"
+  rm -f "$OUT/$1".[0-9]*
+  n=$(wc -l < "$OUT/$1.lat")
+  awk -v n="$n" -v tps="$tps" '
+    NR == int(n * 0.50) + 1 { p50 = $1 / 1000 }
+    NR == int(n * 0.99) + 1 { p99 = $1 / 1000 }
+    END { printf "%s %.3f %.3f %d 0 0\n", tps, p50, p99, n }' "$OUT/$1.lat"
+}
+
+clicks() { psql_q -d "$DB" -At -c "SELECT count(*) FROM smslink.click"; }
+
+declare -A RES
+for r in $(seq 1 "$ROUNDS"); do
+  log "round $r of $ROUNDS: $CLIENTS clients, ${SECS}s per run"
+  RES[b.$r]=$(pgbench_run "b$r")
+  before=$(clicks)
+  RES[a.$r]=$(wrk_run "a$r" "$PROXY_PORT" "$OUT/tokens.txt")
+  after=$(clicks)
+  read -r _ _ _ n _ _ <<< "${RES[a.$r]}"
+  # Every answered click is in the table (wrk may stop with a few requests answered but not
+  # yet counted, so the table can be a little ahead, never behind).
+  [ "$((after - before))" -ge "$n" ] || die "round $r: wrk counted $n redirects but only $((after - before)) clicks were logged"
+  RES[c.$r]=$(wrk_run "c$r" "$NGINX_PORT" "$OUT/tokens.txt")
+  RES[d.$r]=$(wrk_run "d$r" "$PROXY_PORT" "$OUT/forged.txt")
+  for k in b a c d; do printf '  %s: %s\n' "$k" "${RES[$k.$r]}"; done
+done
+
+# The median round by throughput, per configuration.
+median() {
+  local k=$1 r
+  for r in $(seq 1 "$ROUNDS"); do echo "${RES[$k.$r]}"; done | sort -n -k1,1 | sed -n "$(( (ROUNDS + 1) / 2 ))p"
+}
+declare -A M
+for k in a b c d; do M[$k]=$(median "$k"); done
+read -r A_RPS _ <<< "${M[a]}"
+
+# (e) half of (a)'s peak: a short calibration run measures the per-request time at the paced
+# rate, then each connection waits so that all together send half the peak rate.
+HALF=$(awk -v a="$A_RPS" 'BEGIN { printf "%.0f", a / 2 }')
+DELAY=$(awk -v c="$CLIENTS" -v h="$HALF" 'BEGIN { d = c * 1000 / h; printf "%d", (d < 1 ? 1 : d) }')
+log "half rate: target $HALF clicks/s"
+SAVED=$SECS; SECS=3
+read -r cal_rps _ <<< "$(wrk_run e-calibrate "$PROXY_PORT" "$OUT/tokens.txt" "$DELAY")"
+SECS=$SAVED
+DELAY=$(awk -v c="$CLIENTS" -v h="$HALF" -v r="$cal_rps" -v d="$DELAY" 'BEGIN {
+  per = c * 1000 / r - d; x = c * 1000 / h - per; printf "%d", (x < 1 ? 1 : x) }')
+M[e]=$(wrk_run e "$PROXY_PORT" "$OUT/tokens.txt" "$DELAY")
+
+{
+  printf '%s\n' "make bench-redirect: $CLIENTS clients, ${SECS}s per run, median of $ROUNDS rounds, proxy pool $POOL"
+  printf '%-46s %10s %9s %9s %10s\n' "configuration" "req/s" "p50 ms" "p99 ms" "requests"
+  names=([a]="(a) proxy + track_click" [b]="(b) pgbench lookup + insert (ceiling)" \
+         [c]="(c) nginx return 302 (HTTP ceiling)" [d]="(d) proxy, forged tokens" \
+         [e]="(e) proxy + track_click at half of (a)")
+  for k in a b c d e; do
+    read -r rps p50 p99 n _ _ <<< "${M[$k]}"
+    printf '%-46s %10.0f %9s %9s %10s\n' "${names[$k]}" "$rps" "$p50" "$p99" "$n"
+  done
+  read -r b_rps _ <<< "${M[b]}"; read -r c_rps _ <<< "${M[c]}"; read -r d_rps _ <<< "${M[d]}"
+  read -r e_rps _ e_p99 _ <<< "${M[e]}"
+  awk -v a="$A_RPS" -v b="$b_rps" -v c="$c_rps" -v d="$d_rps" -v e="$e_rps" -v p="$e_p99" 'BEGIN {
+    printf "\na/b = %.2f (target >= 0.8)   a/c = %.3f   d/a = %.2f (target >= 3)\n", a / b, a / c, d / a
+    printf "p99 at %.0f req/s (%.0f%% of peak) = %s ms (target <= 10)\n", e, 100 * e / a, p }'
+  psql_q -d "$DB" -At -c "SELECT 'clicks logged: ' || count(*) FROM smslink.click" \
+    -c "SELECT 'rejected: ' || string_agg(reason || '=' || count, ', ') FROM smslink.rejected_requests()"
+} | tee "$OUT/summary.txt"
