@@ -9,14 +9,14 @@
 #   (e) wrk -> smslink-proxy paced to half of (a)'s rate, for p99 at half peak.
 # Rounds alternate (b, a, c, d) and the median round is reported. Every run is bounded by
 # BENCH_SECONDS. Knobs: BENCH_CLIENTS (32), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_POOL
-# (proxy pool size, 8), BENCH_OUT (target/bench-redirect).
+# (proxy pool size, 2), BENCH_OUT (target/bench-redirect).
 source "$(dirname "$0")/common.sh"
 ensure_packages wrk nginx
 ensure_cargo_pgrx
 CLIENTS="${BENCH_CLIENTS:-32}"
 SECS="${BENCH_SECONDS:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
-POOL="${BENCH_POOL:-8}"
+POOL="${BENCH_POOL:-2}"
 OUT="${BENCH_OUT:-$ROOT/target/bench-redirect}"
 PROXY_PORT=18190
 NGINX_PORT=18191
@@ -124,7 +124,7 @@ M[e]=$(wrk_run e "$PROXY_PORT" "$OUT/tokens.txt" "$DELAY")
 {
   printf '%s\n' "make bench-redirect: $CLIENTS clients, ${SECS}s per run, median of $ROUNDS rounds, proxy pool $POOL"
   printf '%-46s %10s %9s %9s %10s\n' "configuration" "req/s" "p50 ms" "p99 ms" "requests"
-  names=([a]="(a) proxy + track_click" [b]="(b) pgbench lookup + insert (ceiling)" \
+  declare -A names=([a]="(a) proxy + track_click" [b]="(b) pgbench lookup + insert (ceiling)" \
          [c]="(c) nginx return 302 (HTTP ceiling)" [d]="(d) proxy, forged tokens" \
          [e]="(e) proxy + track_click at half of (a)")
   for k in a b c d e; do

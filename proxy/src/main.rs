@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, env = "SMSLINK_DATABASE_URL")]
     database_url: String,
     /// Database connections in the pool.
-    #[arg(long, env = "SMSLINK_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "SMSLINK_POOL_SIZE", default_value_t = 4)]
     pool_size: usize,
     /// Comma-separated CIDRs of load balancers whose X-Forwarded-For is believed.
     #[arg(long, env = "SMSLINK_TRUSTED_PROXIES", value_delimiter = ',')]
