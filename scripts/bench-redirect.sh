@@ -58,6 +58,10 @@ for url in "http://127.0.0.1:$PROXY_PORT/healthz" "http://127.0.0.1:$NGINX_PORT/
   done
   [ -n "$ok" ] || { tail -n 20 "$OUT"/*.log; die "$url did not come up"; }
 done
+# Answers from a stale server left on these ports would be measured instead of ours.
+for p in "${PIDS[@]}"; do
+  kill -0 "$p" 2>/dev/null || { tail -n 20 "$OUT"/*.log; die "a server exited at start (port in use?)"; }
+done
 
 # wrk_run NAME PORT TOKENS [DELAY_MS]: prints "rps p50 p99 requests status_errors socket_errors".
 wrk_run() {
