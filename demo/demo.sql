@@ -41,99 +41,96 @@ SELECT l.message_id, l.position, l.kind, 'https://sms.example.com/c/' || l.token
   FROM smslink.link l WHERE l.message_id = (SELECT min(id) FROM smslink.message)
  ORDER BY l.position;
 
-\echo '== 4. Delivery receipts: sent over 10 minutes, delivered 2-40 s later, about 2% failures'
-CREATE TEMP TABLE receipt AS
-SELECT m.id,
-       timestamptz '2026-11-27 14:00:00+00' + (row_number() OVER (ORDER BY m.id) * interval '60 ms') AS sent_at,
-       random() AS r1, random() AS r2
-  FROM smslink.message m;
-UPDATE smslink.message m SET status = 'sent', sent_at = r.sent_at FROM receipt r WHERE r.id = m.id;
--- Delivery latency: log-normal around 6 s (median), capped at 40 s.
-SELECT smslink.mark_delivered(array_agg(id ORDER BY id),
-         array_agg(sent_at + least(40, 2 + exp(ln(4) + 0.8 * sqrt(-2 * ln(r1)) * cos(2 * pi() * r2))) * interval '1 s' ORDER BY id))
+\echo '== 4. Delivery receipts: about 2% failures, delivery 2-40 s after sending'
+-- The taps in step 6 travel over real HTTP now, and the proxy stamps each click with the time it
+-- arrives. So the receipts are back-dated: each subscriber's message was delivered as long ago as
+-- that subscriber waits before tapping (log-normal, median about 3 minutes), and the time from
+-- delivery to click that the database measures is a realistic one.
+CREATE TABLE demo_plan AS
+SELECT m.id, v.key, m.subscriber_id, random() AS r, random() AS u1, random() AS u2,
+       random() AS z1, random() AS z2, random() AS f
+  FROM smslink.message m JOIN smslink.variant v ON v.id = m.variant_id;
+ALTER TABLE demo_plan ADD COLUMN clicker boolean, ADD COLUMN age interval;
+UPDATE demo_plan SET clicker = f > 0.021 AND r < CASE key WHEN 'A' THEN 0.11 ELSE 0.14 END;
+UPDATE demo_plan SET age = CASE
+    WHEN clicker THEN least(7200, exp(ln(180) + 1.1 * sqrt(-2 * ln(z1)) * cos(2 * pi() * z2))) * interval '1 s'
+    WHEN r > 0.996 THEN interval '5 min'                      -- taps the opt-out link
+    WHEN u1 < 0.10 OR u2 < 0.02 THEN interval '2 s'           -- a preview fetch right after delivery
+    WHEN r BETWEEN 0.5 AND 0.52 THEN (1 + 4 * z1) * interval '1 s' -- opened by a scanner 1-5 s after delivery
+    ELSE (60 + 840 * z1) * interval '1 s' END;                -- everyone else: within the last 15 min
+SELECT now() AS t0 \gset
+UPDATE smslink.message m
+   SET status = 'sent',
+       sent_at = :'t0'::timestamptz - p.age - least(40, 2 + exp(ln(4) + 0.8 * sqrt(-2 * ln(p.z2)) * cos(2 * pi() * p.z1))) * interval '1 s'
+  FROM demo_plan p WHERE p.id = m.id;
+SELECT smslink.mark_delivered(array_agg(p.id ORDER BY p.id), array_agg(:'t0'::timestamptz - p.age ORDER BY p.id))
        AS delivered_receipts
-  FROM receipt WHERE r1 > 0.021;
-SELECT smslink.mark_failed(array_agg(id ORDER BY id), array_agg(sent_at + interval '3 s' ORDER BY id),
-         array_agg(CASE WHEN r2 < 0.5 THEN 'carrier 30003: unreachable handset' ELSE 'carrier 30007: filtered' END ORDER BY id))
+  FROM demo_plan p WHERE p.f > 0.021;
+SELECT smslink.mark_failed(array_agg(m.id ORDER BY m.id), array_agg(m.sent_at + interval '3 s' ORDER BY m.id),
+         array_agg(CASE WHEN p.r < 0.5 THEN 'carrier 30003: unreachable handset' ELSE 'carrier 30007: filtered' END ORDER BY m.id))
        AS failed_receipts
-  FROM receipt WHERE r1 <= 0.021;
+  FROM demo_plan p JOIN smslink.message m ON m.id = p.id WHERE p.f <= 0.021;
 -- Replaying a batch of receipts is harmless.
 SELECT smslink.mark_delivered(array_agg(m.id), array_agg(m.delivered_at)) AS replayed_changes
   FROM smslink.message m WHERE m.status = 'delivered' AND m.id % 10 = 0;
 
 \echo '== 5. Click partitions ready for the next months'
-SELECT string_agg(p, ', ') AS partitions_created FROM smslink.ensure_partitions('2 months') p;
+SELECT count(*) AS partitions_created FROM smslink.ensure_partitions('2 months') p;
 
-\echo '== 6. Clicks through smslink.track_click, the call the redirect proxy makes per tap'
--- About 11% (A) and 14% (B) of delivered subscribers tap the CTA, after a log-normal delay
--- (median about 3 minutes); a fifth of them tap again later; some phones fetch a preview
--- (HEAD) a second after delivery; a few browsers prefetch; a few subscribers tap the opt-out link.
-CREATE TEMP TABLE tap AS
-WITH d AS (
-    SELECT m.id, m.delivered_at, v.key, random() AS r, random() AS u1, random() AS u2
-      FROM smslink.message m JOIN smslink.variant v ON v.id = m.variant_id
-     WHERE m.status = 'delivered'
+-- The taps step 6 sends through the proxy, each with the truth the demo knows:
+-- - humans: about 11% (A) and 14% (B) of delivered subscribers tap the CTA from their phone's
+--   browser (a few from an in-app browser), a fifth of them tap again; a few tap the opt-out link;
+-- - previews: iMessage (HEAD and GET), Google Messages and WhatsApp fetch the link as it lands,
+--   and a few browsers prefetch;
+-- - bots: a search crawler and an HTTP library that found links;
+-- - a security scanner opens 2% of the messages 1-5 s after delivery from one data-centre
+--   address, behind a desktop Chrome User-Agent;
+-- - another scanner tries 500 forged tokens.
+-- demo.sh turns each row into one HTTP request.
+INSERT INTO smslink.ip_range (range, label, class) VALUES ('192.0.2.0/24', 'demo-cloud', 'suspect');
+CREATE TABLE demo_tap AS
+WITH ua(k, agent) AS (VALUES
+    (0, 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1'),
+    (1, 'Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1'),
+    (2, 'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.6045.163 Mobile Safari/537.36'),
+    (3, 'Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36'),
+    (4, 'Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1'),
+    (5, 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Instagram 309.0.0.28.111 (iPhone14,2; iOS 17_1; en_US; en; scale=3.00; 1170x2532; 541635890)')),
+p AS (
+    SELECT p.*, l.token AS cta, o.token AS optout, u.agent,
+           -- each subscriber taps from their own phone's address (IPv6 documentation prefix)
+           format('2001:db8:%s::1', to_hex(p.subscriber_id)) AS ip
+      FROM demo_plan p
+      JOIN smslink.message m ON m.id = p.id AND m.status = 'delivered'
+      JOIN smslink.link l ON l.message_id = p.id AND l.kind = 'cta'
+      JOIN smslink.link o ON o.message_id = p.id AND o.kind = 'optout'
+      JOIN ua u ON u.k = CASE WHEN p.subscriber_id % 20 = 0 THEN 4 WHEN p.subscriber_id % 25 = 1 THEN 5 ELSE p.subscriber_id % 4 END
 )
-SELECT l.token, d.delivered_at + (exp(ln(180) + 1.1 * sqrt(-2 * ln(d.u1)) * cos(2 * pi() * d.u2)) * interval '1 s') AS at,
-       'GET' AS method, '{}'::jsonb AS headers, d.id AS message_id
-  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'cta'
- WHERE d.r < CASE d.key WHEN 'A' THEN 0.11 ELSE 0.14 END
-UNION ALL
-SELECT l.token, d.delivered_at + (3600 * d.u1 + 600) * interval '1 s', 'GET', '{}', d.id
-  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'cta'
- WHERE d.r < CASE d.key WHEN 'A' THEN 0.11 ELSE 0.14 END AND d.u2 < 0.2
-UNION ALL
-SELECT l.token, d.delivered_at + interval '1 s', 'HEAD', '{}', d.id
-  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'cta'
- WHERE d.u1 < 0.06
-UNION ALL
-SELECT l.token, d.delivered_at + interval '2 s', 'GET', '{"Sec-Purpose": "prefetch"}', d.id
-  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'cta'
- WHERE d.u2 < 0.02
-UNION ALL
-SELECT l.token, d.delivered_at + interval '5 min', 'GET', '{}', d.id
-  FROM d JOIN smslink.link l ON l.message_id = d.id AND l.kind = 'optout'
- WHERE d.r > 0.996;
--- Forged tokens, as a scanner would send: rejected without touching a table.
-INSERT INTO tap SELECT '1' || substr(md5(i::text), 1, 8), now(), 'GET', '{}', NULL FROM generate_series(1, 500) i;
-\timing on
-SELECT t.status, count(*) AS requests
-  FROM tap, LATERAL smslink.track_click(tap.token, 'sms.example.com', tap.method,
-       'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1',
-       '203.0.113.10', NULL, tap.headers, tap.at) t
- GROUP BY 1 ORDER BY 1;
-\timing off
-SELECT class, count(*) AS hits, round(100.0 * count(*) / sum(count(*)) OVER (), 1) AS share_pct
-  FROM smslink.click GROUP BY class ORDER BY class;
-SELECT * FROM smslink.rejected_requests();
-\echo 'CTR = unique human clicks on non-opt-out links / delivered messages'
-SELECT v.key AS variant,
-       count(DISTINCT m.id) FILTER (WHERE m.status = 'delivered') AS delivered,
-       count(DISTINCT k.message_id) AS unique_clicks,
-       count(k.id) AS total_clicks,
-       round(100.0 * count(DISTINCT k.message_id) / count(DISTINCT m.id) FILTER (WHERE m.status = 'delivered'), 2) AS ctr_pct,
-       round(count(k.id)::numeric / nullif(count(DISTINCT k.message_id), 0), 2) AS repeat_click_rate,
-       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY k.seconds_since_delivery) FILTER (WHERE k.is_first))::numeric / 60, 1) AS time_to_click_p50_min
-  FROM smslink.message m
-  JOIN smslink.variant v ON v.id = m.variant_id
-  LEFT JOIN smslink.click k ON k.message_id = m.id AND k.class = 'human'
-        AND k.link_id IN (SELECT id FROM smslink.link WHERE message_id = m.id AND kind <> 'optout')
- GROUP BY v.key ORDER BY v.key;
-
-\echo '== 7. Totals'
-SELECT v.key AS variant, count(*) AS messages, min(m.encoding) AS encoding, max(m.segments) AS segments,
-       count(*) FILTER (WHERE m.status = 'delivered') AS delivered,
-       count(*) FILTER (WHERE m.status = 'failed') AS failed,
-       round(100.0 * count(*) FILTER (WHERE m.status = 'delivered') / count(*), 2) AS delivery_rate_pct,
-       sum(m.segments) AS billable_segments
-  FROM smslink.message m JOIN smslink.variant v ON v.id = m.variant_id
- GROUP BY v.key ORDER BY v.key;
-SELECT count(*) AS links, count(*) FILTER (WHERE kind = 'cta') AS cta, count(*) FILTER (WHERE kind = 'optout') AS optout,
-       count(DISTINCT token) AS distinct_tokens,
-       count(*) FILTER (WHERE smslink.link_id(token) = id) AS tokens_resolving
-  FROM smslink.link;
-SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM delivered_at - sent_at))::numeric, 1) AS delivery_p50_s,
-       round(percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM delivered_at - sent_at))::numeric, 1) AS delivery_p90_s,
-       max(delivered_at) - min(sent_at) AS send_window
-  FROM smslink.message WHERE status = 'delivered';
-SELECT failure_reason, count(*) FROM smslink.message WHERE status = 'failed' GROUP BY 1 ORDER BY 1;
+SELECT 1 AS phase, 'preview' AS truth, cta AS token, 'HEAD' AS method, NULL AS purpose,
+       'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 (KHTML, like Gecko) Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 Facebot Twitterbot/1.0' AS agent, ip
+  FROM p WHERE u1 < 0.04
+UNION ALL SELECT 1, 'preview', cta, 'GET', NULL,
+       'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 (KHTML, like Gecko) Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 Facebot Twitterbot/1.0', ip
+  FROM p WHERE u1 >= 0.04 AND u1 < 0.06
+UNION ALL SELECT 1, 'preview', cta, 'GET', NULL,
+       'Mozilla/5.0 (Linux; Android 11; Pixel 5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/99.0.4844.88 Mobile Safari/537.36 Google-PageRenderer Google (+https://developers.google.com/+/web/snippet/)', ip
+  FROM p WHERE u1 >= 0.06 AND u1 < 0.09
+UNION ALL SELECT 1, 'preview', cta, 'GET', NULL, 'WhatsApp/2.23.20.0 A', ip FROM p WHERE u1 >= 0.09 AND u1 < 0.10
+UNION ALL SELECT 1, 'preview', cta, 'GET', 'prefetch', agent, ip FROM p WHERE u2 < 0.02
+UNION ALL SELECT 2, 'human', cta, 'GET', NULL, agent, ip FROM p WHERE clicker
+UNION ALL SELECT 2, 'human', optout, 'GET', NULL, agent, ip FROM p WHERE r > 0.996
+UNION ALL SELECT 3, 'human', cta, 'GET', NULL, agent, ip FROM p WHERE clicker AND u2 < 0.2
+UNION ALL SELECT 2, 'scanner', cta, 'GET', NULL,
+       'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36', '192.0.2.10'
+  FROM p WHERE r BETWEEN 0.5 AND 0.52
+UNION ALL SELECT 2, 'bot', cta, 'GET', NULL, 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)', '66.249.66.1'
+  FROM p WHERE r > 0.9 AND u2 > 0.995
+UNION ALL SELECT 2, 'bot', cta, 'GET', NULL, 'python-requests/2.31.0', '198.51.100.7'
+  FROM p WHERE r > 0.9 AND u1 > 0.995
+UNION ALL SELECT 2, 'forged', '1' || substr(md5(i::text), 1, 8), 'GET', NULL, 'python-requests/2.31.0', '198.51.100.7'
+  FROM generate_series(1, 500) i;
+SELECT truth, count(*) AS taps FROM demo_tap GROUP BY truth ORDER BY truth;
+-- A random sending order, fixed once, that demo.sh deals out to its clients.
+ALTER TABLE demo_tap ADD COLUMN n bigint;
+UPDATE demo_tap SET n = o.n FROM (SELECT ctid, row_number() OVER (ORDER BY random()) AS n FROM demo_tap) o
+ WHERE demo_tap.ctid = o.ctid;

@@ -7,7 +7,8 @@
 #   (c) wrk -> nginx answering `return 302` (the HTTP ceiling);
 #   (d) wrk -> smslink-proxy with forged tokens;
 #   (e) wrk -> smslink-proxy paced to half of (a)'s rate, for p99 at half peak.
-# Rounds alternate (b, a, c, d) and the median round is reported. Every run is bounded by
+#   (f) as (a), with the sessions' smslink.classifier_context off: the classifier's cost is 1 - a/f.
+# Rounds alternate (b, a, c, d, f) and the median round is reported. Every run is bounded by
 # BENCH_SECONDS. Knobs: BENCH_CLIENTS (32), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_POOL
 # (proxy pool size, 2), BENCH_OUT (target/bench-redirect).
 source "$(dirname "$0")/common.sh"
@@ -20,6 +21,7 @@ POOL="${BENCH_POOL:-2}"
 OUT="${BENCH_OUT:-$ROOT/target/bench-redirect}"
 PROXY_PORT=18190
 NGINX_PORT=18191
+BASE_PORT=18192
 DB=smslink_bench_http
 
 install_extension release
@@ -40,17 +42,26 @@ trap cleanup EXIT
 fresh_db "$DB"
 psql_q -d "$DB" -f bench/track_click/setup.sql
 psql_q -d "$DB" -c "DROP ROLE IF EXISTS bench_redirector" \
-  -c "CREATE ROLE bench_redirector LOGIN IN ROLE smslink_proxy"
+  -c "CREATE ROLE bench_redirector LOGIN IN ROLE smslink_proxy" \
+  -c "DROP ROLE IF EXISTS bench_redirector_base" \
+  -c "CREATE ROLE bench_redirector_base LOGIN IN ROLE smslink_proxy" \
+  -c "ALTER ROLE bench_redirector_base SET smslink.classifier_context = off"
 psql_q -d "$DB" -At -c "SELECT token FROM bench.token ORDER BY i" > "$OUT/tokens.txt"
 psql_q -d "$DB" -At -c "SELECT token FROM bench.forged ORDER BY i" > "$OUT/forged.txt"
 read -r LO HI < <(psql_q -d "$DB" -At -F ' ' -c "SELECT min(id), max(id) FROM smslink.link")
 
 SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector dbname=$DB" RUST_LOG=warn \
   "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$PROXY_PORT" --pool-size "$POOL" \
+  --trusted-proxies 127.0.0.1/32 \
   >"$OUT/proxy.log" 2>&1 & PIDS+=($!)
+# (f): the same proxy whose sessions classify from the request alone (no database context).
+SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector_base dbname=$DB" RUST_LOG=warn \
+  "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$BASE_PORT" --pool-size "$POOL" \
+  --trusted-proxies 127.0.0.1/32 \
+  >"$OUT/proxy-base.log" 2>&1 & PIDS+=($!)
 sed -e "s#@DIR@#$OUT#g" -e "s#@PORT@#$NGINX_PORT#g" bench/redirect/nginx.conf.in > "$OUT/nginx.conf"
 nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" >"$OUT/nginx.log" 2>&1 & PIDS+=($!)
-for url in "http://127.0.0.1:$PROXY_PORT/healthz" "http://127.0.0.1:$NGINX_PORT/"; do
+for url in "http://127.0.0.1:$PROXY_PORT/healthz" "http://127.0.0.1:$BASE_PORT/healthz" "http://127.0.0.1:$NGINX_PORT/"; do
   ok=""
   for _ in $(seq 1 50); do
     curl -s -o /dev/null -m 2 "$url" && { ok=1; break; }
@@ -101,7 +112,8 @@ for r in $(seq 1 "$ROUNDS"); do
   [ "$((after - before))" -ge "$n" ] || die "round $r: wrk counted $n redirects but only $((after - before)) clicks were logged"
   RES[c.$r]=$(wrk_run "c$r" "$NGINX_PORT" "$OUT/tokens.txt")
   RES[d.$r]=$(wrk_run "d$r" "$PROXY_PORT" "$OUT/forged.txt")
-  for k in b a c d; do printf '  %s: %s\n' "$k" "${RES[$k.$r]}"; done
+  RES[f.$r]=$(wrk_run "f$r" "$BASE_PORT" "$OUT/tokens.txt")
+  for k in b a c d f; do printf '  %s: %s\n' "$k" "${RES[$k.$r]}"; done
 done
 
 # The median round by throughput, per configuration.
@@ -110,7 +122,7 @@ median() {
   for r in $(seq 1 "$ROUNDS"); do echo "${RES[$k.$r]}"; done | sort -n -k1,1 | sed -n "$(( (ROUNDS + 1) / 2 ))p"
 }
 declare -A M
-for k in a b c d; do M[$k]=$(median "$k"); done
+for k in a b c d f; do M[$k]=$(median "$k"); done
 read -r A_RPS _ <<< "${M[a]}"
 
 # (e) half of (a)'s peak: a short calibration run measures the per-request time at the paced
@@ -130,15 +142,17 @@ M[e]=$(wrk_run e "$PROXY_PORT" "$OUT/tokens.txt" "$DELAY")
   printf '%-46s %10s %9s %9s %10s\n' "configuration" "req/s" "p50 ms" "p99 ms" "requests"
   declare -A names=([a]="(a) proxy + track_click" [b]="(b) pgbench lookup + insert (ceiling)" \
          [c]="(c) nginx return 302 (HTTP ceiling)" [d]="(d) proxy, forged tokens" \
-         [e]="(e) proxy + track_click at half of (a)")
-  for k in a b c d e; do
+         [e]="(e) proxy + track_click at half of (a)" \
+         [f]="(f) (a) without the classifier's DB context")
+  for k in a b c d e f; do
     read -r rps p50 p99 n _ _ <<< "${M[$k]}"
     printf '%-46s %10.0f %9s %9s %10s\n' "${names[$k]}" "$rps" "$p50" "$p99" "$n"
   done
   read -r b_rps _ <<< "${M[b]}"; read -r c_rps _ <<< "${M[c]}"; read -r d_rps _ <<< "${M[d]}"
-  read -r e_rps _ e_p99 _ <<< "${M[e]}"
-  awk -v a="$A_RPS" -v b="$b_rps" -v c="$c_rps" -v d="$d_rps" -v e="$e_rps" -v p="$e_p99" 'BEGIN {
+  read -r e_rps _ e_p99 _ <<< "${M[e]}"; read -r f_rps _ <<< "${M[f]}"
+  awk -v a="$A_RPS" -v b="$b_rps" -v c="$c_rps" -v d="$d_rps" -v e="$e_rps" -v p="$e_p99" -v f="$f_rps" 'BEGIN {
     printf "\na/b = %.2f (target >= 0.8)   a/c = %.3f   d/a = %.2f (target >= 3)\n", a / b, a / c, d / a
+    printf "a/f = %.2f: the full classifier costs %.0f%% of throughput (target <= 15%%)\n", a / f, 100 * (1 - a / f)
     printf "p99 at %.0f req/s (%.0f%% of peak) = %s ms (target <= 10)\n", e, 100 * e / a, p }'
   psql_q -d "$DB" -At -c "SELECT 'clicks logged: ' || count(*) FROM smslink.click" \
     -c "SELECT 'rejected: ' || string_agg(reason || '=' || count, ', ') FROM smslink.rejected_requests()"

@@ -8,6 +8,7 @@ ensure_packages
 ensure_cargo_pgrx
 log "token codec (core)"
 cargo bench -q -p smslink-core --bench tokens
+cargo bench -q -p smslink-core --bench classify
 install_extension release
 cluster_start
 trap cluster_stop EXIT

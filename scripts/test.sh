@@ -167,6 +167,12 @@ proxy_e2e() {
   check "over-long token 404" "$(req "${H[@]}" "http://127.0.0.1:$port/c/$(printf 'a%.0s' $(seq 1 400))" | cut -c1-3)" "404"
   check "unknown host 404" "$(req -H "Host: evil.example" "http://127.0.0.1:$port/c/$t1" | cut -c1-3)" "404"
   check "rejections leave no row" "$(sql "SELECT count(*) FROM smslink.click")" "$before"
+  # The full classifier on the hot path: declared preview fetchers and libraries are told apart
+  # by User-Agent; the verdict carries its reason codes.
+  req -H "Host: go.e2e.example" -A "WhatsApp/2.23.20.0 A" "http://127.0.0.1:$port/c/$t2" >/dev/null
+  req -H "Host: go.e2e.example" -A "python-requests/2.31.0" "http://127.0.0.1:$port/c/$t2" >/dev/null
+  req -H "Host: go.e2e.example" -A "" "http://127.0.0.1:$port/c/$t2" >/dev/null
+  check "classifier: preview app, library, no User-Agent" "$(sql "SELECT string_agg(k.class || ':' || array_to_string(k.reasons, '+'), ',' ORDER BY k.id) FROM (SELECT k.* FROM smslink.click k JOIN smslink.link l ON l.id = k.link_id WHERE l.token = '$t2' ORDER BY k.id DESC LIMIT 3) k")" "preview:ua:preview:whatsapp,bot:ua:library,bot:no_user_agent"
   check "expired link uses fallback" "$(req "${H[@]}" "http://127.0.0.1:$port/c/$tgone")" "302 https://shop.example/ended"
   req "${H[@]}" -H "X-Forwarded-For: 198.51.100.23" "http://127.0.0.1:$port/c/$t1" >/dev/null
   req "${H[@]}" -H "X-Forwarded-For: 198.51.100.24" "http://127.0.0.1:$port2/c/$t1" >/dev/null

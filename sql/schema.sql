@@ -150,7 +150,9 @@ ALTER TABLE smslink.click_default ADD PRIMARY KEY (id, clicked_at);
 CREATE INDEX click_default_campaign_idx ON smslink.click_default (campaign_id, clicked_at);
 CREATE INDEX click_default_message_idx ON smslink.click_default (message_id, clicked_at);
 CREATE INDEX click_default_subscriber_idx ON smslink.click_default (subscriber_id, clicked_at);
-CREATE INDEX click_default_link_idx ON smslink.click_default (link_id);
+CREATE INDEX click_default_link_idx ON smslink.click_default (link_id, clicked_at);
+-- For the classifier's burst:ip signal (the same address on many messages within seconds).
+CREATE INDEX click_default_ip_idx ON smslink.click_default (ip, clicked_at) WHERE ip IS NOT NULL;
 
 CREATE TABLE smslink.conversion (
     id            bigserial PRIMARY KEY,
@@ -191,6 +193,52 @@ CREATE INDEX touchpoint_subscriber_idx ON smslink.touchpoint (subscriber_id, occ
 -- or a host that is not the link's domain.
 CREATE SEQUENCE smslink.rejected_invalid_token_seq;
 CREATE SEQUENCE smslink.rejected_unknown_target_seq;
+
+-- IP ranges the click classifier knows: data centres, scanner vendors, the brand's own office.
+-- A click from an address in a range gets the reason code ip:range:<label>; the range's class
+-- says what that means: scanner, bot or preview decide the verdict alone, suspect is one weak
+-- signal (two weak signals make a scanner), human is informational. The most specific range
+-- (longest prefix) wins. GiST inet_ops keeps lookups fast with 100,000+ ranges.
+CREATE TABLE smslink.ip_range (
+    id         bigserial PRIMARY KEY,
+    range      cidr NOT NULL,
+    label      text NOT NULL CHECK (label ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'),
+    class      text NOT NULL CHECK (class IN ('human', 'preview', 'bot', 'scanner', 'suspect')),
+    source     text NOT NULL DEFAULT 'user',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (range, label)
+);
+CREATE INDEX ip_range_range_idx ON smslink.ip_range USING gist (range inet_ops);
+-- The starter set: a few well-known, published ranges (docs/classification.md). source =
+-- 'starter' rows are not dumped (the extension recreates them); users' rows are.
+INSERT INTO smslink.ip_range (range, label, class, source) VALUES
+    ('66.249.64.0/19',   'google-crawler', 'bot', 'starter'),
+    ('157.55.39.0/24',   'bing-crawler', 'bot', 'starter'),
+    ('207.46.13.0/24',   'bing-crawler', 'bot', 'starter'),
+    ('40.77.167.0/24',   'bing-crawler', 'bot', 'starter'),
+    ('17.241.0.0/16',    'apple-crawler', 'bot', 'starter'),
+    ('31.13.24.0/21',    'meta-crawler', 'preview', 'starter'),
+    ('31.13.64.0/18',    'meta-crawler', 'preview', 'starter'),
+    ('66.220.144.0/20',  'meta-crawler', 'preview', 'starter'),
+    ('69.63.176.0/20',   'meta-crawler', 'preview', 'starter'),
+    ('69.171.224.0/19',  'meta-crawler', 'preview', 'starter'),
+    ('173.252.64.0/18',  'meta-crawler', 'preview', 'starter'),
+    ('2a03:2880::/32',   'meta-crawler', 'preview', 'starter');
+
+-- Users' User-Agent and Referer rules for the classifier, tried before the built-in ones
+-- (core/data/classifier.tsv), in id order; the first match of a kind decides. Running sessions
+-- pick up changes within 2 seconds. classifier_rule_check raises a clear error for a bad rule.
+CREATE TABLE smslink.classifier_rule (
+    id         bigserial PRIMARY KEY,
+    kind       text NOT NULL DEFAULT 'ua',
+    class      text NOT NULL,
+    reason     text NOT NULL,
+    pattern    text NOT NULL,
+    enabled    boolean NOT NULL DEFAULT true,
+    note       text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (smslink.classifier_rule_check(kind, class, reason, pattern))
+);
 
 -- Token keys: 32-byte AES keys, versioned. Only the extension owner can read this table; the
 -- extension's functions read it by switching to the owner for that one query. A rolled-back
@@ -404,8 +452,10 @@ BEGIN
     -- Months from now through now + ahead, plus any month the default partition holds rows for.
     FOR m IN
         SELECT DISTINCT d FROM (
+            -- In UTC throughout: month arithmetic in the session's time zone could end the
+            -- horizon a month early around month boundaries.
             SELECT generate_series(date_trunc('month', now() AT TIME ZONE 'UTC'),
-                                   (now() + ahead) AT TIME ZONE 'UTC', interval '1 month')::date AS d
+                                   (now() AT TIME ZONE 'UTC') + ahead, interval '1 month')::date AS d
             UNION
             SELECT date_trunc('month', c.clicked_at AT TIME ZONE 'UTC')::date FROM smslink.click_default c
         ) s ORDER BY d
@@ -466,3 +516,7 @@ SELECT pg_catalog.pg_extension_config_dump('smslink.link_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('smslink.conversion_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('smslink.touchpoint_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('smslink.click_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.ip_range', $$WHERE source <> 'starter'$$);
+SELECT pg_catalog.pg_extension_config_dump('smslink.ip_range_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.classifier_rule', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.classifier_rule_id_seq', '');

@@ -7,8 +7,10 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod classify;
 mod errors;
 mod keys;
+mod reclassify;
 mod segments;
 mod track;
 mod wrap;
@@ -17,8 +19,14 @@ mod wrap;
 extension_sql_file!(
     "../sql/schema.sql",
     name = "schema",
-    requires = [segments::is_http_url]
+    requires = [segments::is_http_url, classify::classifier_rule_check]
 );
+
+/// Registers the extension's settings when the library loads.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    classify::init_gucs();
+}
 
 // The first token key is generated inside the database when the extension is created.
 // track_click and track_clicks are SECURITY DEFINER: only the owner and the proxy's role may

@@ -183,7 +183,7 @@ mod tests {
         );
         assert_eq!(
             one_i64("SELECT count(*) FROM pg_indexes WHERE schemaname = 'smslink' AND tablename = 'click_2031_05'"),
-            5
+            6
         );
         // Idempotent.
         assert_eq!(

@@ -20,12 +20,17 @@
 //! proxy log clicks faster than one round trip per click (BENCHMARKS.md). Nothing is acknowledged
 //! before the commit that holds it.
 
+use crate::classify::{
+    context_of, context_sql, header_pairs, with_classifier, CONTEXT_COLUMNS, CONTEXT_MESSAGE_JOIN,
+    CONTEXT_RANGE_JOIN,
+};
 use crate::errors::SpiOk;
 use crate::keys;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{Inet, JsonB, PgBuiltInOids, PgOid};
-use smslink_core::click::{classify, device, normalize_host, ClickClass, Request};
+use smslink_core::classify::Context;
+use smslink_core::click::{device, normalize_host, ClickClass, Request};
 use std::cell::OnceCell;
 
 const CLICK: &str = "WITH input AS (
@@ -51,14 +56,16 @@ const CLICK: &str = "WITH input AS (
 ), candidate AS (
     SELECT message_id, min(ord) AS ord FROM target WHERE human GROUP BY message_id
 ), locked AS (
+    -- Every candidate's message is locked, not only those without a first click in this
+    -- snapshot: reclassify may be taking a message's only human click away concurrently, and
+    -- the claim below must then see its result (it re-checks the latest row version).
     SELECT m.id FROM smslink.message m JOIN candidate k ON k.message_id = m.id
-     WHERE m.first_click_at IS NULL
      ORDER BY m.id
        FOR NO KEY UPDATE OF m
 ), claim AS (
     UPDATE smslink.message m SET first_click_at = $1
       FROM locked
-     WHERE m.id = locked.id
+     WHERE m.id = locked.id AND m.first_click_at IS NULL
     RETURNING m.id
 ), logged AS (
     INSERT INTO smslink.click (id, clicked_at, brand_id, campaign_id, variant_id, message_id,
@@ -75,24 +82,68 @@ const CLICK: &str = "WITH input AS (
 )
 SELECT t.ord, t.click_id, t.location FROM target t JOIN logged ON logged.id = t.click_id";
 
+/// What the classifier needs from the database, per hit whose link exists on the request's host:
+/// seconds since delivery, the IP range, and the hits that came before (see classify.rs).
+fn signals_sql() -> String {
+    let template = format!(
+        "WITH x AS (
+    SELECT i.ord, l.id AS link_id, l.message_id, i.ip, $1::timestamptz AS at, m.delivered_at
+      FROM unnest($2::int8[], $3::text[], $4::inet[]) WITH ORDINALITY AS i(link_id, host, ip, ord)
+      JOIN smslink.link l ON l.id = i.link_id
+      JOIN smslink.domain d ON d.id = l.domain_id AND d.host = i.host
+      JOIN smslink.message m ON m.id = l.message_id
+)
+SELECT x.ord, extract(epoch FROM x.at - x.delivered_at)::float8 AS seconds, {CONTEXT_COLUMNS}
+  FROM x {CONTEXT_RANGE_JOIN} {CONTEXT_MESSAGE_JOIN}
+ ORDER BY x.ord -- the batch's order, which click ids follow"
+    );
+    context_sql(&template, "$1", "o.clicked_at <= $1", "$5", "$6")
+}
+
 /// Separates reason codes inside one array element; no reason code contains it.
 const REASON_SEPARATOR: char = '\u{1f}';
 
 /// The most clicks one call may carry.
 const MAX_BATCH: usize = 10_000;
 
-const REJECT: &str = "SELECT nextval('smslink.rejected_invalid_token_seq')
-  FROM generate_series(1, $1)
- UNION ALL
-SELECT nextval('smslink.rejected_unknown_target_seq') FROM generate_series(1, $2)";
-
 struct Plans {
+    signals: OwnedPreparedStatement,
     click: OwnedPreparedStatement,
-    reject: OwnedPreparedStatement,
 }
 
 thread_local! {
     static PLANS: OnceCell<Plans> = const { OnceCell::new() };
+}
+
+/// Counts `n` rejected requests on the named sequence of the `smslink` schema. Calls `nextval`
+/// directly rather than through SPI, so that a batch of forged tokens costs no statement at all.
+/// The sequence is looked up in the catalog cache on every call, so a reinstalled extension is
+/// never counted on a stale OID.
+fn count_rejected(sequence: &std::ffi::CStr, n: usize) {
+    if n == 0 {
+        return;
+    }
+    // SAFETY: catalog-cache lookups and a builtin function call with a valid OID argument; both
+    // report failure through ereport, which pgrx turns into a Rust panic/ERROR.
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"smslink".as_ptr(), false);
+        let seq = pg_sys::get_relname_relid(sequence.as_ptr(), schema);
+        if seq == pg_sys::Oid::INVALID {
+            crate::errors::raise(
+                crate::errors::WRONG_STATE,
+                format!(
+                    "smslink.{} is missing; reinstall the extension",
+                    sequence.to_string_lossy()
+                ),
+            );
+        }
+        for _ in 0..n {
+            pgrx::direct_function_call_as_datum(
+                pg_sys::nextval_oid,
+                &[Some(pg_sys::Datum::from(seq))],
+            );
+        }
+    }
 }
 
 fn oid(t: PgBuiltInOids) -> PgOid {
@@ -101,9 +152,22 @@ fn oid(t: PgBuiltInOids) -> PgOid {
 
 fn prepare(c: &SpiClient<'_>) -> Plans {
     use pgrx::pg_sys::BuiltinOid::*;
-    let keep = |sql: &str, args: &[PgOid]| c.prepare_mut(sql, args).spi().keep();
-    Plans {
-        click: keep(
+    let signals = c
+        .prepare(
+            &signals_sql(),
+            &[
+                oid(TIMESTAMPTZOID),
+                oid(INT8ARRAYOID),
+                oid(TEXTARRAYOID),
+                oid(INETARRAYOID),
+                oid(FLOAT8OID),
+                oid(FLOAT8OID),
+            ],
+        )
+        .spi()
+        .keep();
+    let click = c
+        .prepare_mut(
             CLICK,
             &[
                 oid(TIMESTAMPTZOID),
@@ -119,24 +183,15 @@ fn prepare(c: &SpiClient<'_>) -> Plans {
                 oid(TEXTARRAYOID),
                 oid(TEXTARRAYOID),
             ],
-        ),
-        reject: keep(REJECT, &[oid(INT4OID), oid(INT4OID)]),
-    }
+        )
+        .spi()
+        .keep();
+    Plans { signals, click }
 }
 
-fn header_pairs(headers: Option<&JsonB>) -> Vec<(String, String)> {
-    match headers.map(|j| &j.0) {
-        Some(serde_json::Value::Object(map)) => map
-            .iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// One click request, as the proxy saw it.
+/// One click request whose token decoded, as the proxy saw it.
 struct Hit {
-    token: Option<String>,
+    link_id: i64,
     host: Option<String>,
     method: Option<String>,
     user_agent: Option<String>,
@@ -165,97 +220,151 @@ struct Columns {
     reasons: Vec<String>,
 }
 
-/// Logs a batch of clicks and answers each. Never raises for a bad token or host.
-fn log_clicks(hits: Vec<Hit>, at: Option<TimestampWithTimeZone>) -> Vec<Row> {
+/// Logs a batch of `n` requests and answers each. `hits` are the requests whose token decoded,
+/// with their place in the batch; `invalid` counts the rest (forged or malformed tokens).
+/// Never raises for a bad token or host.
+fn log_clicks(
+    n: usize,
+    hits: Vec<(usize, Hit)>,
+    invalid: usize,
+    at: Option<TimestampWithTimeZone>,
+) -> Vec<Row> {
+    let mut rows: Vec<Row> = vec![(404, None, None, None); n];
+    count_rejected(c"rejected_invalid_token_seq", invalid);
+    if hits.is_empty() {
+        // All forged: no statement, no table, no SPI.
+        return rows;
+    }
     let at = at.unwrap_or_else(|| unsafe {
         // SAFETY: reads the transaction start time, as now() does.
         TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp())
             .unwrap_or_else(|_| crate::errors::raise(crate::errors::INVALID_PARAMETER, "no time"))
     });
-    let mut rows: Vec<Row> = vec![(404, None, None, None); hits.len()];
-    let mut cols = Columns::default();
-    let mut invalid = 0i32;
-    for (index, hit) in hits.into_iter().enumerate() {
-        let Some(link_id) = hit.token.as_deref().and_then(keys::decode) else {
-            invalid += 1;
-            continue;
-        };
-        let method = hit.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
-        let pairs = header_pairs(hit.headers.as_ref());
-        let verdict = classify(&Request {
-            method: &method,
-            user_agent: hit.user_agent.as_deref(),
-            headers: &pairs,
-        });
-        rows[index].3 = Some(verdict.class.as_str().to_string());
-        cols.index.push(index);
-        cols.link_id.push(link_id);
-        cols.host.push(hit.host.as_deref().map(normalize_host));
-        cols.human.push(verdict.class == ClickClass::Human);
-        cols.method.push(method);
-        cols.ip.push(hit.ip);
-        cols.device.push(device(hit.user_agent.as_deref()).as_str());
-        cols.user_agent.push(hit.user_agent);
-        cols.referrer.push(hit.referrer);
-        cols.headers.push(hit.headers);
-        cols.class.push(verdict.class.as_str());
-        let reasons: Vec<&str> = verdict.reasons.iter().map(String::as_str).collect();
-        cols.reasons
-            .push(reasons.join(&REASON_SEPARATOR.to_string()));
-    }
-    let candidates = cols.index.len();
+    let candidates = hits.len();
     let mut found = 0usize;
+    crate::classify::refresh_classifier(false);
     Spi::connect_mut(|c| {
         PLANS.with(|cell| {
             let plans = cell.get_or_init(|| prepare(c));
-            if candidates > 0 {
-                let index = std::mem::take(&mut cols.index);
-                let logged = c
-                    .update(
-                        &plans.click,
+            let t = crate::classify::thresholds();
+            let hosts: Vec<Option<String>> = hits
+                .iter()
+                .map(|(_, h)| h.host.as_deref().map(normalize_host))
+                .collect();
+            // The classifier's context per hit, in batch order: (position in `hits`, context
+            // row) for hits whose link exists on the request's host. With the context switched
+            // off, every hit goes straight to the CLICK statement with an empty context.
+            let mut contexts: Vec<(usize, Option<pgrx::spi::SpiHeapTupleData<'_>>)> = Vec::new();
+            if crate::classify::context_enabled() {
+                let link_ids: Vec<i64> = hits.iter().map(|(_, h)| h.link_id).collect();
+                let ips: Vec<Option<Inet>> = hits.iter().map(|(_, h)| h.ip.clone()).collect();
+                let signals = c
+                    .select(
+                        &plans.signals,
                         None,
                         &[
                             at.into(),
-                            cols.link_id.into(),
-                            cols.host.into(),
-                            cols.human.into(),
-                            cols.method.into(),
-                            cols.ip.into(),
-                            cols.user_agent.into(),
-                            cols.referrer.into(),
-                            cols.headers.into(),
-                            cols.device.into(),
-                            cols.class.into(),
-                            cols.reasons.into(),
+                            link_ids.into(),
+                            hosts.clone().into(),
+                            ips.into(),
+                            t.burst_ip_window_seconds.into(),
+                            t.burst_token_window_seconds.into(),
                         ],
                     )
                     .spi();
-                for r in logged {
-                    let ord = r.get::<i64>(1).spi().unwrap_or(0);
-                    let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {
-                        continue;
-                    };
-                    let row = &mut rows[i];
-                    row.2 = r.get::<i64>(2).spi();
-                    // An expired link with no fallback anywhere is gone: 410, still logged.
-                    row.1 = r.get::<String>(3).spi();
-                    row.0 = if row.1.is_some() { 302 } else { 410 };
-                    found += 1;
-                }
-                // Classes only mean something for logged clicks.
-                for &i in &index {
-                    if rows[i].2.is_none() {
-                        rows[i].3 = None;
+                for row in signals {
+                    let ord = row.get::<i64>(1).spi().unwrap_or(0);
+                    if let Some(k) = usize::try_from(ord - 1).ok().filter(|&k| k < hits.len()) {
+                        contexts.push((k, Some(row)));
                     }
                 }
+            } else {
+                contexts.extend((0..hits.len()).map(|k| (k, None)));
             }
-            let unknown = i32::try_from(candidates - found).unwrap_or(i32::MAX);
-            if invalid > 0 || unknown > 0 {
-                c.update(&plans.reject, None, &[invalid.into(), unknown.into()])
-                    .spi();
+            let mut cols = Columns::default();
+            let mut slots: Vec<Option<(usize, Hit)>> = hits.into_iter().map(Some).collect();
+            with_classifier(|classifier| {
+                for (k, row) in contexts {
+                    let Some((index, hit)) = slots.get_mut(k).and_then(Option::take) else {
+                        continue;
+                    };
+                    let mut label = None;
+                    let ctx = match &row {
+                        Some(row) => context_of(row, 3, row.get::<f64>(2).spi(), &mut label),
+                        None => Context::default(),
+                    };
+                    let method = hit.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+                    let pairs = header_pairs(hit.headers.as_ref());
+                    let verdict = classifier.classify(
+                        &Request {
+                            method: &method,
+                            user_agent: hit.user_agent.as_deref(),
+                            headers: &pairs,
+                            referrer: hit.referrer.as_deref(),
+                        },
+                        &ctx,
+                    );
+                    rows[index].3 = Some(verdict.class.as_str().to_string());
+                    cols.index.push(index);
+                    cols.link_id.push(hit.link_id);
+                    cols.host.push(hosts[k].clone());
+                    cols.human.push(verdict.class == ClickClass::Human);
+                    cols.method.push(method);
+                    cols.ip.push(hit.ip);
+                    cols.device.push(device(hit.user_agent.as_deref()).as_str());
+                    cols.user_agent.push(hit.user_agent);
+                    cols.referrer.push(hit.referrer);
+                    cols.headers.push(hit.headers);
+                    cols.class.push(verdict.class.as_str());
+                    cols.reasons
+                        .push(verdict.reasons.join(&REASON_SEPARATOR.to_string()));
+                }
+            });
+            if cols.index.is_empty() {
+                return;
+            }
+            let index = std::mem::take(&mut cols.index);
+            let logged = c
+                .update(
+                    &plans.click,
+                    None,
+                    &[
+                        at.into(),
+                        cols.link_id.into(),
+                        cols.host.into(),
+                        cols.human.into(),
+                        cols.method.into(),
+                        cols.ip.into(),
+                        cols.user_agent.into(),
+                        cols.referrer.into(),
+                        cols.headers.into(),
+                        cols.device.into(),
+                        cols.class.into(),
+                        cols.reasons.into(),
+                    ],
+                )
+                .spi();
+            for r in logged {
+                let ord = r.get::<i64>(1).spi().unwrap_or(0);
+                let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {
+                    continue;
+                };
+                let row = &mut rows[i];
+                row.2 = r.get::<i64>(2).spi();
+                // An expired link with no fallback anywhere is gone: 410, still logged.
+                row.1 = r.get::<String>(3).spi();
+                row.0 = if row.1.is_some() { 302 } else { 410 };
+                found += 1;
+            }
+            // Classes only mean something for logged clicks.
+            for &i in &index {
+                if rows[i].2.is_none() {
+                    rows[i].3 = None;
+                }
             }
         })
     });
+    count_rejected(c"rejected_unknown_target_seq", candidates - found);
     rows
 }
 
@@ -282,25 +391,49 @@ fn track_click(
         name!(class, Option<String>),
     ),
 > {
-    let hit = Hit {
-        token: token.map(str::to_string),
-        host: host.map(str::to_string),
-        method: method.map(str::to_string),
-        user_agent: user_agent.map(str::to_string),
-        ip,
-        referrer: referrer.map(str::to_string),
-        headers,
+    let hits = match token.and_then(keys::decode) {
+        None => vec![],
+        Some(link_id) => vec![(
+            0,
+            Hit {
+                link_id,
+                host: host.map(str::to_string),
+                method: method.map(str::to_string),
+                user_agent: user_agent.map(str::to_string),
+                ip,
+                referrer: referrer.map(str::to_string),
+                headers,
+            },
+        )],
     };
-    TableIterator::new(log_clicks(vec![hit], at))
+    let invalid = 1 - hits.len();
+    TableIterator::new(log_clicks(1, hits, invalid, at))
 }
 
-type Texts = Option<Vec<Option<String>>>;
+type Texts<'a> = Option<Array<'a, &'a str>>;
 
-/// The elements of an optional array argument whose length was checked; NULL is all NULLs.
-fn column<T>(v: Option<Vec<Option<T>>>, n: usize) -> std::vec::IntoIter<Option<T>> {
-    let mut v = v.unwrap_or_default();
-    v.resize_with(n, || None);
-    v.into_iter()
+/// Walks an optional array argument whose length was checked, in step with the batch; a NULL
+/// array reads as all NULLs. Only the elements at the positions asked for are copied out.
+struct Column<'a, T: pgrx::datum::UnboxDatum> {
+    iter: Option<pgrx::datum::ArrayIterator<'a, T>>,
+    at: usize,
+}
+
+impl<'a, T: pgrx::datum::UnboxDatum> Column<'a, T> {
+    fn new(array: Option<&'a Array<'a, T>>) -> Self {
+        Column {
+            iter: array.map(Array::iter),
+            at: 0,
+        }
+    }
+
+    /// The element at `index`; indexes must be asked for in increasing order.
+    fn at(&mut self, index: usize) -> Option<T::As<'a>> {
+        let iter = self.iter.as_mut()?;
+        let skip = index - self.at;
+        self.at = index + 1;
+        iter.nth(skip).flatten()
+    }
 }
 
 /// Logs a batch of clicks in one transaction and answers each, in order: the `n`th row answers
@@ -310,14 +443,14 @@ fn column<T>(v: Option<Vec<Option<T>>>, n: usize) -> std::vec::IntoIter<Option<T
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn track_clicks(
-    tokens: Texts,
-    hosts: Texts,
-    methods: Texts,
-    user_agents: Texts,
-    ips: Texts,
-    referrers: Texts,
-    headers: Option<Vec<Option<JsonB>>>,
+fn track_clicks<'a>(
+    tokens: Texts<'a>,
+    hosts: Texts<'a>,
+    methods: Texts<'a>,
+    user_agents: Texts<'a>,
+    ips: Texts<'a>,
+    referrers: Texts<'a>,
+    headers: Option<Array<'a, JsonB>>,
     at: default!(Option<TimestampWithTimeZone>, "now()"),
 ) -> TableIterator<
     'static,
@@ -342,12 +475,12 @@ fn track_clicks(
         );
     }
     let lengths = [
-        ("hosts", hosts.as_ref().map(Vec::len)),
-        ("methods", methods.as_ref().map(Vec::len)),
-        ("user_agents", user_agents.as_ref().map(Vec::len)),
-        ("ips", ips.as_ref().map(Vec::len)),
-        ("referrers", referrers.as_ref().map(Vec::len)),
-        ("headers", headers.as_ref().map(Vec::len)),
+        ("hosts", hosts.as_ref().map(Array::len)),
+        ("methods", methods.as_ref().map(Array::len)),
+        ("user_agents", user_agents.as_ref().map(Array::len)),
+        ("ips", ips.as_ref().map(Array::len)),
+        ("referrers", referrers.as_ref().map(Array::len)),
+        ("headers", headers.as_ref().map(Array::len)),
     ];
     for (name, len) in lengths {
         if let Some(len) = len.filter(|&l| l != n) {
@@ -358,30 +491,41 @@ fn track_clicks(
             );
         }
     }
-    let mut hosts = column(hosts, n);
-    let mut methods = column(methods, n);
-    let mut user_agents = column(user_agents, n);
-    let mut ips = column(ips, n);
-    let mut referrers = column(referrers, n);
-    let mut headers = column(headers, n);
-    let hits = tokens
+    // Decode first: the other arrays are only read at the positions of tokens that decoded, so
+    // a batch of forged tokens never unpacks a header or parses a JSON document.
+    let decoded: Vec<(usize, i64)> = tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.and_then(keys::decode).map(|id| (i, id)))
+        .collect();
+    let invalid = n - decoded.len();
+    let mut hosts = Column::new(hosts.as_ref());
+    let mut methods = Column::new(methods.as_ref());
+    let mut user_agents = Column::new(user_agents.as_ref());
+    let mut ips = Column::new(ips.as_ref());
+    let mut referrers = Column::new(referrers.as_ref());
+    let mut headers = Column::new(headers.as_ref());
+    let hits = decoded
         .into_iter()
-        .map(|token| Hit {
-            token,
-            host: hosts.next().flatten(),
-            method: methods.next().flatten(),
-            user_agent: user_agents.next().flatten(),
-            // A string that is not an IP address is logged as NULL rather than failing the batch.
-            ip: ips
-                .next()
-                .flatten()
-                .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
-                .map(Inet::from),
-            referrer: referrers.next().flatten(),
-            headers: headers.next().flatten(),
+        .map(|(i, link_id)| {
+            let hit = Hit {
+                link_id,
+                host: hosts.at(i).map(str::to_string),
+                method: methods.at(i).map(str::to_string),
+                user_agent: user_agents.at(i).map(str::to_string),
+                // A string that is not an IP address is logged as NULL rather than failing
+                // the batch.
+                ip: ips
+                    .at(i)
+                    .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+                    .map(|a| Inet::from(a.to_string())),
+                referrer: referrers.at(i).map(str::to_string),
+                headers: headers.at(i),
+            };
+            (i, hit)
         })
         .collect();
-    let rows = log_clicks(hits, at);
+    let rows = log_clicks(n, hits, invalid, at);
     TableIterator::new(rows.into_iter().enumerate().map(|(i, r)| {
         let ord = i32::try_from(i + 1).unwrap_or(i32::MAX);
         (ord, r.0, r.1, r.2, r.3)

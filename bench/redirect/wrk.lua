@@ -1,6 +1,7 @@
 -- wrk script for `make bench-redirect`: every request is GET /c/{token} with a token drawn at
--- random from the file named by BENCH_TOKENS, the Host of the bench domain and a phone's
--- User-Agent. BENCH_DELAY_MS > 0 paces each connection (the half-rate latency run).
+-- random from the file named by BENCH_TOKENS, the Host of the bench domain, a phone's
+-- User-Agent and a random client address. BENCH_DELAY_MS > 0 paces each connection (the
+-- half-rate latency run).
 -- done() prints one machine-readable RESULT line for scripts/bench-redirect.sh.
 
 local tokens = {}
@@ -27,7 +28,12 @@ function init(args)
   math.randomseed(os.time() * 1000 + (seed or 0))
 end
 
+-- Each request comes from a random phone address (X-Forwarded-For, trusted from loopback by the
+-- proxy), as real traffic does: one address for every click would be a gateway scanner to the
+-- classifier, and measure its flood bound rather than the click path.
 function request()
+  headers["X-Forwarded-For"] = string.format("10.%d.%d.%d", math.random(0, 255),
+    math.random(0, 255), math.random(1, 254))
   return wrk.format("GET", "/c/" .. tokens[math.random(#tokens)], headers)
 end
 

@@ -22,5 +22,6 @@ ALTER TABLE bench.click_default ADD PRIMARY KEY (id, clicked_at);
 CREATE INDEX ON bench.click_default (campaign_id, clicked_at);
 CREATE INDEX ON bench.click_default (message_id, clicked_at);
 CREATE INDEX ON bench.click_default (subscriber_id, clicked_at);
-CREATE INDEX ON bench.click_default (link_id);
+CREATE INDEX ON bench.click_default (link_id, clicked_at);
+CREATE INDEX ON bench.click_default (ip, clicked_at) WHERE ip IS NOT NULL;
 VACUUM ANALYZE;

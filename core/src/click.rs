@@ -1,8 +1,5 @@
-//! Click classification and device type: the one entry point that `track_click` calls.
-//!
-//! This release tells link-preview fetches (HEAD requests and prefetch headers) from human taps;
-//! the full classifier (user-agent patterns, timing, IP ranges, bursts) replaces the body of
-//! [`classify`] without changing its signature or the hot path.
+//! What a click is: its class, the request the classifier sees, the verdict, and the device type.
+//! The classifier itself is in [`crate::classify`].
 
 /// Click classes, as stored in `smslink.click.class`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +21,17 @@ impl ClickClass {
             ClickClass::Suspect => "suspect",
         }
     }
+
+    pub fn parse(s: &str) -> Option<ClickClass> {
+        Some(match s {
+            "human" => ClickClass::Human,
+            "preview" => ClickClass::Preview,
+            "bot" => ClickClass::Bot,
+            "scanner" => ClickClass::Scanner,
+            "suspect" => ClickClass::Suspect,
+            _ => return None,
+        })
+    }
 }
 
 /// What the classifier sees of one request. Header names are matched case-insensitively.
@@ -32,10 +40,11 @@ pub struct Request<'a> {
     pub method: &'a str,
     pub user_agent: Option<&'a str>,
     pub headers: &'a [(String, String)],
+    pub referrer: Option<&'a str>,
 }
 
 impl Request<'_> {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -48,28 +57,6 @@ impl Request<'_> {
 pub struct Verdict {
     pub class: ClickClass,
     pub reasons: Vec<String>,
-}
-
-/// Headers by which browsers announce a prefetch or prerender rather than a navigation.
-const PREFETCH_HEADERS: [&str; 3] = ["purpose", "sec-purpose", "x-moz"];
-
-pub fn classify(req: &Request<'_>) -> Verdict {
-    let mut reasons = Vec::new();
-    if req.method.eq_ignore_ascii_case("HEAD") {
-        reasons.push("method:head".to_string());
-    }
-    if PREFETCH_HEADERS.iter().any(|h| {
-        req.header(h)
-            .is_some_and(|v| v.to_ascii_lowercase().contains("prefetch"))
-    }) {
-        reasons.push("header:prefetch".to_string());
-    }
-    let class = if reasons.is_empty() {
-        ClickClass::Human
-    } else {
-        ClickClass::Preview
-    };
-    Verdict { class, reasons }
 }
 
 /// Device types, as stored in `smslink.click.device`.
@@ -143,44 +130,6 @@ mod tests {
     const WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
     const GOOGLEBOT: &str =
         "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
-
-    fn req<'a>(method: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
-        Request {
-            method,
-            user_agent: Some(IPHONE),
-            headers,
-        }
-    }
-
-    fn h(k: &str, v: &str) -> Vec<(String, String)> {
-        vec![(k.to_string(), v.to_string())]
-    }
-
-    #[test]
-    fn get_is_human_head_and_prefetch_are_previews() {
-        let none = Vec::new();
-        assert_eq!(classify(&req("GET", &none)).class, ClickClass::Human);
-        assert!(classify(&req("GET", &none)).reasons.is_empty());
-        let v = classify(&req("HEAD", &none));
-        assert_eq!(
-            (v.class, v.reasons),
-            (ClickClass::Preview, vec!["method:head".to_string()])
-        );
-        for (k, val) in [
-            ("Purpose", "prefetch"),
-            ("sec-purpose", "prefetch;prerender"),
-            ("X-Moz", "Prefetch"),
-        ] {
-            let hs = h(k, val);
-            let v = classify(&req("GET", &hs));
-            assert_eq!(v.class, ClickClass::Preview, "{k}: {val}");
-            assert_eq!(v.reasons, vec!["header:prefetch".to_string()]);
-        }
-        let hs = h("Purpose", "prefetch");
-        assert_eq!(classify(&req("HEAD", &hs)).reasons.len(), 2);
-        let hs = h("Sec-Purpose", "prerender");
-        assert_eq!(classify(&req("GET", &hs)).class, ClickClass::Human);
-    }
 
     #[test]
     fn hosts_without_port_case_or_trailing_dot() {

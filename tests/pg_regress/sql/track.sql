@@ -77,7 +77,7 @@ SELECT first_click_at FROM smslink.message WHERE id = :m3;
 SELECT r.reason, r.count - b.count AS rejected
   FROM smslink.rejected_requests() r JOIN rejected_before_batch b USING (reason) ORDER BY 1;
 -- A later batch finds the first click taken.
-SELECT ord, status, class FROM smslink.track_clicks(ARRAY[:'t3'], ARRAY['go.track.example'], NULL, NULL, NULL, NULL, NULL);
+SELECT ord, status, class FROM smslink.track_clicks(ARRAY[:'t3'], ARRAY['go.track.example'], NULL, ARRAY[:iphone], NULL, NULL, NULL);
 SELECT count(*) FILTER (WHERE is_first) AS first_clicks, count(*) AS clicks FROM smslink.click WHERE message_id = :m3;
 -- Bad batches are errors, before anything is logged.
 SELECT regress.err($$SELECT * FROM smslink.track_clicks(ARRAY['a', 'b'], ARRAY['go.track.example'], NULL, NULL, NULL, NULL, NULL)$$);
@@ -89,7 +89,7 @@ SELECT count(*) AS empty_batch FROM smslink.track_clicks('{}', NULL, NULL, NULL,
 GRANT USAGE ON SCHEMA regress TO smslink_proxy;
 SET ROLE smslink_proxy;
 SELECT status, class FROM smslink.track_click(:'t2', 'go.track.example', 'GET', :iphone, NULL, NULL, NULL);
-SELECT ord, status, class FROM smslink.track_clicks(ARRAY[:'t2'], ARRAY['go.track.example'], NULL, NULL, NULL, NULL, NULL);
+SELECT ord, status, class FROM smslink.track_clicks(ARRAY[:'t2'], ARRAY['go.track.example'], NULL, ARRAY[:iphone], NULL, NULL, NULL);
 SELECT regress.err($$SELECT count(*) FROM smslink.click$$);
 SELECT regress.err($$SELECT count(*) FROM smslink.link$$);
 SELECT regress.err($$SELECT * FROM smslink.token_key$$);
