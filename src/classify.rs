@@ -296,13 +296,14 @@ pub const CONTEXT_COLUMNS: &str = "
        h.ips AS message_ips, coalesce(h.previewed, false) AS previewed";
 
 /// The message's earlier hits up to `burst_token_window_seconds` after delivery (when preview
-/// fetchers and scanners come), read once for both burst:token (other addresses, previews not
-/// counted) and after_preview. Later hits are not read at all, nor hits more than a day before
+/// fetchers and scanners come), read once for both burst:token (other addresses whose hits are
+/// not already explained as a preview, bot or scanner) and after_preview. Later hits are not read at all, nor hits more than a day before
 /// the click: burst:token only matters for a click within the window of delivery, and
 /// after_preview is informational.
 pub const CONTEXT_MESSAGE_JOIN: &str = "
   LEFT JOIN LATERAL (
-    SELECT count(DISTINCT s.ip) FILTER (WHERE s.class <> 'preview' AND s.ip IS DISTINCT FROM x.ip)::int4 AS ips,
+    SELECT count(DISTINCT s.ip) FILTER (WHERE s.class IN ('human', 'suspect')
+                                          AND s.ip IS DISTINCT FROM x.ip)::int4 AS ips,
            bool_or(s.class = 'preview') AS previewed
       FROM (SELECT o.ip, o.class, o.clicked_at FROM smslink.click o
              WHERE o.message_id = x.message_id

@@ -38,6 +38,14 @@ REVOKE EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, tex
 GRANT EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) TO smslink_proxy;
 REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) TO smslink_proxy;
+-- The hot path's plans are cached per session. A month's click partition starts empty, and until
+-- autovacuum analyzes it a cached plan could scan it sequentially for every click while it fills
+-- at thousands of rows a second. Index scans are always right here (every lookup is by key,
+-- address, message or range), so these functions never plan anything else.
+ALTER FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz)
+    SET enable_seqscan = off SET enable_bitmapscan = off;
+ALTER FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz)
+    SET enable_seqscan = off SET enable_bitmapscan = off;
 "#,
     name = "finalize",
     finalize

@@ -135,8 +135,9 @@ pub struct Context<'a> {
     pub ip_range: Option<(&'a str, ClickClass)>,
     /// Distinct other messages this address hit within `burst_ip_window_seconds` before.
     pub ip_recent_messages: u32,
-    /// Distinct other addresses that hit this message (not as previews) before this click,
-    /// within `burst_token_window_seconds` of delivery.
+    /// Distinct other addresses whose earlier hits on this message were human or suspect (not
+    /// already explained as a preview, bot or scanner), within `burst_token_window_seconds` of
+    /// delivery.
     pub message_recent_ips: u32,
     /// A preview fetch of this message came before this click.
     pub previewed: bool,
@@ -272,9 +273,7 @@ impl Classifier {
         // Behaviour alone (a gateway burst) makes a scanner.
         let class = if let Some(c) = strong.iter().map(|(c, _)| *c).min_by_key(|c| rank(*c)) {
             c
-        } else if behaviour.is_some() {
-            ClickClass::Scanner
-        } else if weak.len() >= 2 {
+        } else if behaviour.is_some() || weak.len() >= 2 {
             ClickClass::Scanner
         } else if weak.len() == 1 {
             ClickClass::Suspect

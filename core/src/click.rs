@@ -2,7 +2,7 @@
 //! The classifier itself is in [`crate::classify`].
 
 /// Click classes, as stored in `smslink.click.class`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClickClass {
     Human,
     Preview,

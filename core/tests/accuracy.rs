@@ -221,6 +221,12 @@ fn lognormal(rng: &mut SmallRng, median: f64, sigma: f64) -> f64 {
 
 #[test]
 fn behavioural_scenarios() {
+    scenario(true);
+    scenario(false);
+}
+
+/// The scripted scenarios; `range_loaded`: the scanner's data-centre range is in `ip_range`.
+fn scenario(range_loaded: bool) {
     let c = Classifier::built_in();
     let mut rng = SmallRng::seed_from_u64(20261201);
     let browsers: Vec<String> = corpus("browsers")
@@ -303,6 +309,7 @@ fn behavioural_scenarios() {
     let mut by_ip: HashMap<u32, Vec<(f64, usize)>> = HashMap::new();
     let mut by_message: HashMap<usize, Vec<(f64, u32, ClickClass)>> = HashMap::new();
     let mut conf = Confusion::default();
+    let mut flagged_by: HashMap<String, usize> = HashMap::new();
     for h in &hits {
         let d = delivered[h.message];
         let recent: HashSet<usize> = by_ip
@@ -319,7 +326,7 @@ fn behavioural_scenarios() {
             .map(|v| {
                 v.iter()
                     .filter(|(at, ip, class)| {
-                        *class != ClickClass::Preview
+                        matches!(class, ClickClass::Human | ClickClass::Suspect)
                             && *ip != h.ip
                             && *at <= d + t.burst_token_window_seconds
                     })
@@ -331,7 +338,8 @@ fn behavioural_scenarios() {
             earlier.is_some_and(|v| v.iter().any(|(_, _, k)| *k == ClickClass::Preview));
         let ctx = Context {
             seconds_since_delivery: Some(h.at - d),
-            ip_range: (h.ip == SCANNER_IP).then_some(("cloud", ClickClass::Suspect)),
+            ip_range: (range_loaded && h.ip == SCANNER_IP)
+                .then_some(("cloud", ClickClass::Suspect)),
             ip_recent_messages: recent.len() as u32,
             message_recent_ips: link_ips.len() as u32,
             previewed,
@@ -346,13 +354,24 @@ fn behavioural_scenarios() {
             &ctx,
         );
         conf.add(h.truth, v.class);
+        if h.truth == ClickClass::Human && v.class != ClickClass::Human {
+            *flagged_by.entry(v.reasons.join(",")).or_default() += 1;
+        }
         by_ip.entry(h.ip).or_default().push((h.at, h.message));
         by_message
             .entry(h.message)
             .or_default()
             .push((h.at, h.ip, v.class));
     }
-    conf.print("Scripted scenarios: 20,000 messages over 30 minutes, 15% of phones behind 40 shared carrier addresses");
+    conf.print(&format!(
+        "Scripted scenarios: 20,000 messages over 30 minutes, 15% of phones behind 40 shared \
+         carrier addresses; the scanner's data-centre range {}",
+        if range_loaded {
+            "loaded as suspect"
+        } else {
+            "not loaded"
+        }
+    ));
     let scanners = conf.count(|t, _| t == ClickClass::Scanner);
     let caught = conf.count(|t, g| t == ClickClass::Scanner && g != ClickClass::Human);
     let as_scanner = conf.count(|t, g| t == ClickClass::Scanner && g == ClickClass::Scanner);
@@ -370,6 +389,11 @@ fn behavioural_scenarios() {
         pct(humans_flagged, humans)
     );
     println!("previews caught: {previews_then_humans}");
+    let mut reasons: Vec<_> = flagged_by.into_iter().collect();
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
+    for (r, n) in reasons {
+        println!("  human flagged by {r}: {n}");
+    }
     assert!(pct(caught, scanners) >= 95.0, "scanner recall");
     assert!(pct(humans_flagged, humans) <= 1.0, "humans flagged");
 }
