@@ -33,7 +33,8 @@ use smslink_core::classify::Context;
 use smslink_core::click::{device, normalize_host, ClickClass, Request};
 use std::cell::OnceCell;
 
-const CLICK: &str = "WITH input AS (
+/// The CLICK statement's input when the classifier's context is off: it looks each link up.
+const TARGET_JOINED: &str = "WITH input AS (
     SELECT * FROM unnest($2::int8[], $3::text[], $4::bool[], $5::text[], $6::inet[], $7::text[],
                          $8::text[], $9::jsonb[], $10::text[], $11::text[], $12::text[])
            WITH ORDINALITY AS i(link_id, host, human, method, ip, user_agent, referrer, headers,
@@ -53,7 +54,26 @@ const CLICK: &str = "WITH input AS (
       JOIN smslink.message m ON m.id = l.message_id
       JOIN smslink.campaign c ON c.id = m.campaign_id
      ORDER BY i.ord -- click ids follow the batch's order (nextval runs after the sort)
-), candidate AS (
+";
+
+/// The CLICK statement's input when the context statement already looked each link up: the
+/// looked-up columns come in as arrays, and nothing is joined again.
+const TARGET_GIVEN: &str = "WITH target AS MATERIALIZED (
+    SELECT i.ord, nextval('smslink.click_id_seq') AS click_id, i.human, i.link_id, i.brand_id,
+           i.message_id, i.campaign_id, i.variant_id, i.subscriber_id, i.method, i.ip,
+           i.user_agent, i.referrer, i.headers, i.device, i.class, i.reasons, i.expired,
+           i.location, i.seconds
+      FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+                  $8::bool[], $9::text[], $10::float8[], $11::bool[], $12::text[], $13::inet[],
+                  $14::text[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[])
+           WITH ORDINALITY AS i(link_id, brand_id, message_id, campaign_id, variant_id,
+                                subscriber_id, expired, location, seconds, human, method, ip,
+                                user_agent, referrer, headers, device, class, reasons, ord)
+     ORDER BY i.ord -- click ids follow the batch's order (nextval runs after the sort)
+";
+
+/// Locks, first-click claims and INSERTs, after either input.
+const CLICK_TAIL: &str = "), candidate AS (
     SELECT message_id, min(ord) AS ord FROM target WHERE human GROUP BY message_id
 ), locked AS (
     -- Every candidate's message is locked, not only those without a first click in this
@@ -83,17 +103,28 @@ const CLICK: &str = "WITH input AS (
 SELECT t.ord, t.click_id, t.location FROM target t JOIN logged ON logged.id = t.click_id";
 
 /// What the classifier needs from the database, per hit whose link exists on the request's host:
-/// seconds since delivery, the IP range, and the hits that came before (see classify.rs).
+/// seconds since delivery, the IP range, and the hits that came before (see classify.rs); and
+/// the link's columns the click row needs, so that the CLICK statement does not look them up
+/// again. Columns: 1 ord, 2 seconds, 3-7 context (see `context_of`), 8 link, 9 brand,
+/// 10 message, 11 campaign, 12 variant, 13 subscriber, 14 expired, 15 location.
 fn signals_sql() -> String {
     let template = format!(
         "WITH x AS (
-    SELECT i.ord, l.id AS link_id, l.message_id, i.ip, $1::timestamptz AS at, m.delivered_at
+    SELECT i.ord, l.id AS link_id, l.brand_id, l.message_id, m.campaign_id, m.variant_id,
+           m.subscriber_id, i.ip, $1::timestamptz AS at, m.delivered_at,
+           l.expires_at IS NOT NULL AND l.expires_at <= $1 AS expired,
+           CASE WHEN l.expires_at IS NOT NULL AND l.expires_at <= $1
+                THEN coalesce(l.fallback_url, c.fallback_url, d.fallback_url)
+                ELSE l.destination END AS location
       FROM unnest($2::int8[], $3::text[], $4::inet[]) WITH ORDINALITY AS i(link_id, host, ip, ord)
       JOIN smslink.link l ON l.id = i.link_id
       JOIN smslink.domain d ON d.id = l.domain_id AND d.host = i.host
       JOIN smslink.message m ON m.id = l.message_id
+      JOIN smslink.campaign c ON c.id = m.campaign_id
 )
-SELECT x.ord, extract(epoch FROM x.at - x.delivered_at)::float8 AS seconds, {CONTEXT_COLUMNS}
+SELECT x.ord, extract(epoch FROM x.at - x.delivered_at)::float8 AS seconds, {CONTEXT_COLUMNS},
+       x.link_id, x.brand_id, x.message_id, x.campaign_id, x.variant_id, x.subscriber_id,
+       x.expired, x.location
   FROM x {CONTEXT_RANGE_JOIN} {CONTEXT_MESSAGE_JOIN}
  ORDER BY x.ord -- the batch's order, which click ids follow"
     );
@@ -108,7 +139,8 @@ const MAX_BATCH: usize = 10_000;
 
 struct Plans {
     signals: OwnedPreparedStatement,
-    click: OwnedPreparedStatement,
+    click_joined: OwnedPreparedStatement,
+    click_given: OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -166,27 +198,25 @@ fn prepare(c: &SpiClient<'_>) -> Plans {
         )
         .spi()
         .keep();
-    let click = c
-        .prepare_mut(
-            CLICK,
-            &[
-                oid(TIMESTAMPTZOID),
-                oid(INT8ARRAYOID),
-                oid(TEXTARRAYOID),
-                oid(BOOLARRAYOID),
-                oid(TEXTARRAYOID),
-                oid(INETARRAYOID),
-                oid(TEXTARRAYOID),
-                oid(TEXTARRAYOID),
-                oid(JSONBARRAYOID),
-                oid(TEXTARRAYOID),
-                oid(TEXTARRAYOID),
-                oid(TEXTARRAYOID),
-            ],
-        )
-        .spi()
-        .keep();
-    Plans { signals, click }
+    let text = |n: usize| vec![oid(TEXTARRAYOID); n];
+    let mut joined = vec![oid(TIMESTAMPTZOID), oid(INT8ARRAYOID), oid(TEXTARRAYOID)];
+    joined.extend([oid(BOOLARRAYOID), oid(TEXTARRAYOID), oid(INETARRAYOID)]);
+    joined.extend(text(2));
+    joined.push(oid(JSONBARRAYOID));
+    joined.extend(text(3));
+    let mut given = vec![oid(TIMESTAMPTZOID)];
+    given.extend(vec![oid(INT8ARRAYOID); 6]);
+    given.extend([oid(BOOLARRAYOID), oid(TEXTARRAYOID), oid(FLOAT8ARRAYOID)]);
+    given.extend([oid(BOOLARRAYOID), oid(TEXTARRAYOID), oid(INETARRAYOID)]);
+    given.extend(text(2));
+    given.push(oid(JSONBARRAYOID));
+    given.extend(text(3));
+    let keep = |sql: String, args: &[PgOid]| c.prepare_mut(&sql, args).spi().keep();
+    Plans {
+        signals,
+        click_joined: keep(format!("{TARGET_JOINED}{CLICK_TAIL}"), &joined),
+        click_given: keep(format!("{TARGET_GIVEN}{CLICK_TAIL}"), &given),
+    }
 }
 
 /// One click request whose token decoded, as the proxy saw it.
@@ -218,6 +248,21 @@ struct Columns {
     device: Vec<&'static str>,
     class: Vec<&'static str>,
     reasons: Vec<String>,
+    /// What the context statement looked up (empty when the context is off).
+    given: Given,
+}
+
+/// The link's columns, as the context statement returned them.
+#[derive(Default)]
+struct Given {
+    brand_id: Vec<Option<i64>>,
+    message_id: Vec<Option<i64>>,
+    campaign_id: Vec<Option<i64>>,
+    variant_id: Vec<Option<i64>>,
+    subscriber_id: Vec<Option<i64>>,
+    expired: Vec<Option<bool>>,
+    location: Vec<Option<String>>,
+    seconds: Vec<Option<f64>>,
 }
 
 /// Logs a batch of `n` requests and answers each. `hits` are the requests whose token decoded,
@@ -255,7 +300,8 @@ fn log_clicks(
             // row) for hits whose link exists on the request's host. With the context switched
             // off, every hit goes straight to the CLICK statement with an empty context.
             let mut contexts: Vec<(usize, Option<pgrx::spi::SpiHeapTupleData<'_>>)> = Vec::new();
-            if crate::classify::context_enabled() {
+            let context = crate::classify::context_enabled();
+            if context {
                 let link_ids: Vec<i64> = hits.iter().map(|(_, h)| h.link_id).collect();
                 let ips: Vec<Option<Inet>> = hits.iter().map(|(_, h)| h.ip.clone()).collect();
                 let signals = c
@@ -290,7 +336,19 @@ fn log_clicks(
                     };
                     let mut label = None;
                     let ctx = match &row {
-                        Some(row) => context_of(row, 3, row.get::<f64>(2).spi(), &mut label),
+                        Some(row) => {
+                            let seconds = row.get::<f64>(2).spi();
+                            let g = &mut cols.given;
+                            g.brand_id.push(row.get::<i64>(9).spi());
+                            g.message_id.push(row.get::<i64>(10).spi());
+                            g.campaign_id.push(row.get::<i64>(11).spi());
+                            g.variant_id.push(row.get::<i64>(12).spi());
+                            g.subscriber_id.push(row.get::<i64>(13).spi());
+                            g.expired.push(row.get::<bool>(14).spi());
+                            g.location.push(row.get::<String>(15).spi());
+                            g.seconds.push(seconds);
+                            context_of(row, 3, seconds, &mut label)
+                        }
                         None => Context::default(),
                     };
                     let method = hit.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
@@ -324,9 +382,36 @@ fn log_clicks(
                 return;
             }
             let index = std::mem::take(&mut cols.index);
-            let logged = c
-                .update(
-                    &plans.click,
+            let logged = if context {
+                let g = cols.given;
+                c.update(
+                    &plans.click_given,
+                    None,
+                    &[
+                        at.into(),
+                        cols.link_id.into(),
+                        g.brand_id.into(),
+                        g.message_id.into(),
+                        g.campaign_id.into(),
+                        g.variant_id.into(),
+                        g.subscriber_id.into(),
+                        g.expired.into(),
+                        g.location.into(),
+                        g.seconds.into(),
+                        cols.human.into(),
+                        cols.method.into(),
+                        cols.ip.into(),
+                        cols.user_agent.into(),
+                        cols.referrer.into(),
+                        cols.headers.into(),
+                        cols.device.into(),
+                        cols.class.into(),
+                        cols.reasons.into(),
+                    ],
+                )
+            } else {
+                c.update(
+                    &plans.click_joined,
                     None,
                     &[
                         at.into(),
@@ -343,7 +428,8 @@ fn log_clicks(
                         cols.reasons.into(),
                     ],
                 )
-                .spi();
+            }
+            .spi();
             for r in logged {
                 let ord = r.get::<i64>(1).spi().unwrap_or(0);
                 let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {

@@ -102,6 +102,16 @@ SELECT m.n, k.clicked_at, host(k.ip) AS ip, k.method, k.class, k.reasons, k.is_f
   FROM smslink.click k JOIN m ON m.id = k.message_id ORDER BY k.id;
 SELECT m.n, msg.first_click_at FROM m JOIN smslink.message msg ON msg.id = m.id ORDER BY m.n;
 
+-- With the database context switched off, only request signals classify: a too-fast tap is
+-- human, and a HEAD is still a preview; the click is logged the same way otherwise.
+SET smslink.classifier_context = off;
+SELECT * FROM pg_temp.tap(7, :iphone, '203.0.113.70', '2026-11-28 12:00:01+00');
+SELECT * FROM pg_temp.tap(7, :iphone, '203.0.113.70', '2026-11-28 12:00:02+00', 'HEAD');
+SELECT k.class, k.reasons, k.seconds_since_delivery, k.device, k.link_id = l.id AS right_link
+  FROM smslink.click k JOIN m ON m.id = k.message_id JOIN smslink.link l ON l.message_id = m.id
+ WHERE m.n = 7 AND host(k.ip) = '203.0.113.70' ORDER BY k.id;
+RESET smslink.classifier_context;
+
 -- 5. reclassify: a rule added later changes history; is_first and first_click_at follow.
 -- A curl test from the office stays a bot (its reasons note the office range). The scanner's
 -- address turns out to be a known gateway: its earlier clicks, some only suspect at click time,
