@@ -382,54 +382,40 @@ fn log_clicks(
                 return;
             }
             let index = std::mem::take(&mut cols.index);
-            let logged = if context {
+            // Both forms of the statement end with the same columns.
+            let mut args: Vec<pgrx::datum::DatumWithOid> = vec![at.into(), cols.link_id.into()];
+            if context {
                 let g = cols.given;
-                c.update(
-                    &plans.click_given,
-                    None,
-                    &[
-                        at.into(),
-                        cols.link_id.into(),
-                        g.brand_id.into(),
-                        g.message_id.into(),
-                        g.campaign_id.into(),
-                        g.variant_id.into(),
-                        g.subscriber_id.into(),
-                        g.expired.into(),
-                        g.location.into(),
-                        g.seconds.into(),
-                        cols.human.into(),
-                        cols.method.into(),
-                        cols.ip.into(),
-                        cols.user_agent.into(),
-                        cols.referrer.into(),
-                        cols.headers.into(),
-                        cols.device.into(),
-                        cols.class.into(),
-                        cols.reasons.into(),
-                    ],
-                )
+                args.extend([
+                    g.brand_id.into(),
+                    g.message_id.into(),
+                    g.campaign_id.into(),
+                    g.variant_id.into(),
+                    g.subscriber_id.into(),
+                    g.expired.into(),
+                    g.location.into(),
+                    g.seconds.into(),
+                ]);
             } else {
-                c.update(
-                    &plans.click_joined,
-                    None,
-                    &[
-                        at.into(),
-                        cols.link_id.into(),
-                        cols.host.into(),
-                        cols.human.into(),
-                        cols.method.into(),
-                        cols.ip.into(),
-                        cols.user_agent.into(),
-                        cols.referrer.into(),
-                        cols.headers.into(),
-                        cols.device.into(),
-                        cols.class.into(),
-                        cols.reasons.into(),
-                    ],
-                )
+                args.push(cols.host.into());
             }
-            .spi();
+            args.extend([
+                cols.human.into(),
+                cols.method.into(),
+                cols.ip.into(),
+                cols.user_agent.into(),
+                cols.referrer.into(),
+                cols.headers.into(),
+                cols.device.into(),
+                cols.class.into(),
+                cols.reasons.into(),
+            ]);
+            let plan = if context {
+                &plans.click_given
+            } else {
+                &plans.click_joined
+            };
+            let logged = c.update(plan, None, &args).spi();
             for r in logged {
                 let ord = r.get::<i64>(1).spi().unwrap_or(0);
                 let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {
