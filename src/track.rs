@@ -4,24 +4,27 @@
 //! Order of work, cheapest rejection first:
 //! 1. decode each token from the per-backend key ring: a forged or malformed token is answered
 //!    404 without reading any table (a sequence counts it);
-//! 2. classify each request and its device in `core` (no table needed);
-//! 3. one statement, prepared once per backend, does the rest for the whole batch: primary-key
+//! 2. one statement, prepared once per backend, does the rest for the whole batch: primary-key
 //!    lookups joining link, domain, message and campaign, restricted to each request's host; the
-//!    expiry fallback chain; the first-click claim; and the click INSERTs. No row back for an item
-//!    means an unknown link or a host that is not the link's domain: 404, counted.
+//!    classifier's context (the IP range, the address's other messages in the last seconds, the
+//!    message's earlier hits near delivery: bounded index lookups); the verdict, by calling the
+//!    classifier in `core` through `smslink.classify_hit` row by row; the expiry fallback chain;
+//!    the first-click claim; and the click INSERTs. No row back for an item means an unknown link
+//!    or a host that is not the link's domain: 404, counted.
 //!
 //! `is_first` is exact under concurrency. Within a batch, the earliest human click of each
 //! message is the only candidate. Across transactions, candidates lock their message rows in id
-//! order, and only while `first_click_at IS NULL`: a racing transaction waits on the row lock,
-//! re-checks, finds it set and claims nothing. Locking in id order means two batches can never
-//! deadlock on each other's messages.
+//! order and claim the first click only while `first_click_at IS NULL`, re-checked on the locked
+//! row: a racing transaction waits on the row lock, re-checks, finds it set and claims nothing,
+//! and a concurrent `reclassify` that takes a message's only human click away is seen. Locking
+//! in id order means two batches can never deadlock on each other's messages.
 //!
 //! One statement per batch, and one transaction and one WAL flush per batch, is what lets the
 //! proxy log clicks faster than one round trip per click (BENCHMARKS.md). Nothing is acknowledged
 //! before the commit that holds it.
 
 use crate::classify::{
-    context_of, context_sql, header_pairs, with_classifier, CONTEXT_COLUMNS, CONTEXT_MESSAGE_JOIN,
+    context_sql, header_pairs, with_classifier, CONTEXT_COLUMNS, CONTEXT_MESSAGE_JOIN,
     CONTEXT_RANGE_JOIN,
 };
 use crate::errors::SpiOk;
@@ -33,16 +36,28 @@ use smslink_core::classify::Context;
 use smslink_core::click::{device, normalize_host, ClickClass, Request};
 use std::cell::OnceCell;
 
-/// The CLICK statement's input when the classifier's context is off: it looks each link up.
-const TARGET_JOINED: &str = "WITH input AS (
-    SELECT * FROM unnest($2::int8[], $3::text[], $4::bool[], $5::text[], $6::inet[], $7::text[],
-                         $8::text[], $9::jsonb[], $10::text[], $11::text[], $12::text[])
-           WITH ORDINALITY AS i(link_id, host, human, method, ip, user_agent, referrer, headers,
-                                device, class, reasons, ord)
-), target AS MATERIALIZED (
-    SELECT i.ord, nextval('smslink.click_id_seq') AS click_id, i.human,
-           l.id AS link_id, l.brand_id, l.message_id, m.campaign_id, m.variant_id, m.subscriber_id,
-           i.method, i.ip, i.user_agent, i.referrer, i.headers, i.device, i.class, i.reasons,
+/// The CLICK statement, with the classifier's database context or (`context` false, setting
+/// `smslink.classifier_context = off`) with request signals only.
+fn click_sql(context: bool) -> String {
+    let judged = if context {
+        format!(
+            "SELECT x.*, x.seconds AS judged_seconds, {CONTEXT_COLUMNS}
+      FROM x {CONTEXT_RANGE_JOIN} {CONTEXT_MESSAGE_JOIN}"
+        )
+    } else {
+        "SELECT x.*, NULL::float8 AS judged_seconds, NULL::text AS range_label,
+           NULL::text AS range_class, 0 AS ip_messages, 0 AS message_ips, false AS previewed
+      FROM x"
+            .to_string()
+    };
+    let sql = format!(
+        "WITH input AS (
+    SELECT * FROM unnest($2::int8[], $3::text[], $4::text[], $5::inet[], $6::text[], $7::text[],
+                         $8::jsonb[], $9::text[])
+           WITH ORDINALITY AS i(link_id, host, method, ip, user_agent, referrer, headers, device, ord)
+), x AS (
+    SELECT i.*, $1::timestamptz AS at, l.brand_id, l.message_id, m.campaign_id, m.variant_id,
+           m.subscriber_id, m.delivered_at,
            l.expires_at IS NOT NULL AND l.expires_at <= $1 AS expired,
            CASE WHEN l.expires_at IS NOT NULL AND l.expires_at <= $1
                 THEN coalesce(l.fallback_url, c.fallback_url, d.fallback_url)
@@ -53,27 +68,21 @@ const TARGET_JOINED: &str = "WITH input AS (
       JOIN smslink.domain d ON d.id = l.domain_id AND d.host = i.host
       JOIN smslink.message m ON m.id = l.message_id
       JOIN smslink.campaign c ON c.id = m.campaign_id
-     ORDER BY i.ord -- click ids follow the batch's order (nextval runs after the sort)
-";
-
-/// The CLICK statement's input when the context statement already looked each link up: the
-/// looked-up columns come in as arrays, and nothing is joined again.
-const TARGET_GIVEN: &str = "WITH target AS MATERIALIZED (
-    SELECT i.ord, nextval('smslink.click_id_seq') AS click_id, i.human, i.link_id, i.brand_id,
-           i.message_id, i.campaign_id, i.variant_id, i.subscriber_id, i.method, i.ip,
-           i.user_agent, i.referrer, i.headers, i.device, i.class, i.reasons, i.expired,
-           i.location, i.seconds
-      FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
-                  $8::bool[], $9::text[], $10::float8[], $11::bool[], $12::text[], $13::inet[],
-                  $14::text[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[])
-           WITH ORDINALITY AS i(link_id, brand_id, message_id, campaign_id, variant_id,
-                                subscriber_id, expired, location, seconds, human, method, ip,
-                                user_agent, referrer, headers, device, class, reasons, ord)
-     ORDER BY i.ord -- click ids follow the batch's order (nextval runs after the sort)
-";
-
-/// Locks, first-click claims and INSERTs, after either input.
-const CLICK_TAIL: &str = "), candidate AS (
+), judged AS (
+    {judged}
+), verdict AS (
+    SELECT j.*, smslink.classify_hit(j.method, j.user_agent, j.headers, j.referrer,
+                                     j.judged_seconds, j.range_label, j.range_class,
+                                     j.ip_messages, j.message_ips, j.previewed) AS v
+      FROM judged j
+), target AS MATERIALIZED (
+    SELECT j.ord, nextval('smslink.click_id_seq') AS click_id, j.v[1] = 'human' AS human,
+           j.link_id, j.brand_id, j.message_id, j.campaign_id, j.variant_id, j.subscriber_id,
+           j.method, j.ip, j.user_agent, j.referrer, j.headers, j.device, j.v[1] AS class,
+           j.v[2:] AS reasons, j.expired, j.location, j.seconds
+      FROM verdict j
+     ORDER BY j.ord -- click ids follow the batch's order (nextval runs after the sort)
+), candidate AS (
     SELECT message_id, min(ord) AS ord FROM target WHERE human GROUP BY message_id
 ), locked AS (
     -- Every candidate's message is locked, not only those without a first click in this
@@ -93,54 +102,24 @@ const CLICK_TAIL: &str = "), candidate AS (
            seconds_since_delivery, is_first, expired)
     SELECT t.click_id, $1, t.brand_id, t.campaign_id, t.variant_id, t.message_id, t.subscriber_id,
            t.link_id, t.method, t.ip, t.user_agent, t.referrer, t.headers, t.device, t.class,
-           coalesce(string_to_array(t.reasons, chr(31)), '{}'), t.seconds,
+           t.reasons, t.seconds,
            EXISTS (SELECT 1 FROM claim JOIN candidate k ON k.message_id = claim.id
                     WHERE claim.id = t.message_id AND k.ord = t.ord),
            t.expired
       FROM target t
     RETURNING id
 )
-SELECT t.ord, t.click_id, t.location FROM target t JOIN logged ON logged.id = t.click_id";
-
-/// What the classifier needs from the database, per hit whose link exists on the request's host:
-/// seconds since delivery, the IP range, and the hits that came before (see classify.rs); and
-/// the link's columns the click row needs, so that the CLICK statement does not look them up
-/// again. Columns: 1 ord, 2 seconds, 3-7 context (see `context_of`), 8 link, 9 brand,
-/// 10 message, 11 campaign, 12 variant, 13 subscriber, 14 expired, 15 location.
-fn signals_sql() -> String {
-    let template = format!(
-        "WITH x AS (
-    SELECT i.ord, l.id AS link_id, l.brand_id, l.message_id, m.campaign_id, m.variant_id,
-           m.subscriber_id, i.ip, $1::timestamptz AS at, m.delivered_at,
-           l.expires_at IS NOT NULL AND l.expires_at <= $1 AS expired,
-           CASE WHEN l.expires_at IS NOT NULL AND l.expires_at <= $1
-                THEN coalesce(l.fallback_url, c.fallback_url, d.fallback_url)
-                ELSE l.destination END AS location
-      FROM unnest($2::int8[], $3::text[], $4::inet[]) WITH ORDINALITY AS i(link_id, host, ip, ord)
-      JOIN smslink.link l ON l.id = i.link_id
-      JOIN smslink.domain d ON d.id = l.domain_id AND d.host = i.host
-      JOIN smslink.message m ON m.id = l.message_id
-      JOIN smslink.campaign c ON c.id = m.campaign_id
-)
-SELECT x.ord, extract(epoch FROM x.at - x.delivered_at)::float8 AS seconds, {CONTEXT_COLUMNS},
-       x.link_id, x.brand_id, x.message_id, x.campaign_id, x.variant_id, x.subscriber_id,
-       x.expired, x.location
-  FROM x {CONTEXT_RANGE_JOIN} {CONTEXT_MESSAGE_JOIN}
- ORDER BY x.ord -- the batch's order, which click ids follow"
+SELECT t.ord, t.click_id, t.location, t.class FROM target t JOIN logged ON logged.id = t.click_id"
     );
-    context_sql(&template, "$1", "o.clicked_at <= $1", "$5", "$6")
+    context_sql(&sql, "$1", "o.clicked_at <= $1", "$10", "$11")
 }
-
-/// Separates reason codes inside one array element; no reason code contains it.
-const REASON_SEPARATOR: char = '\u{1f}';
 
 /// The most clicks one call may carry.
 const MAX_BATCH: usize = 10_000;
 
 struct Plans {
-    signals: OwnedPreparedStatement,
-    click_joined: OwnedPreparedStatement,
-    click_given: OwnedPreparedStatement,
+    with_context: OwnedPreparedStatement,
+    without_context: OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -184,39 +163,66 @@ fn oid(t: PgBuiltInOids) -> PgOid {
 
 fn prepare(c: &SpiClient<'_>) -> Plans {
     use pgrx::pg_sys::BuiltinOid::*;
-    let signals = c
-        .prepare(
-            &signals_sql(),
-            &[
-                oid(TIMESTAMPTZOID),
-                oid(INT8ARRAYOID),
-                oid(TEXTARRAYOID),
-                oid(INETARRAYOID),
-                oid(FLOAT8OID),
-                oid(FLOAT8OID),
-            ],
-        )
-        .spi()
-        .keep();
-    let text = |n: usize| vec![oid(TEXTARRAYOID); n];
-    let mut joined = vec![oid(TIMESTAMPTZOID), oid(INT8ARRAYOID), oid(TEXTARRAYOID)];
-    joined.extend([oid(BOOLARRAYOID), oid(TEXTARRAYOID), oid(INETARRAYOID)]);
-    joined.extend(text(2));
-    joined.push(oid(JSONBARRAYOID));
-    joined.extend(text(3));
-    let mut given = vec![oid(TIMESTAMPTZOID)];
-    given.extend(vec![oid(INT8ARRAYOID); 6]);
-    given.extend([oid(BOOLARRAYOID), oid(TEXTARRAYOID), oid(FLOAT8ARRAYOID)]);
-    given.extend([oid(BOOLARRAYOID), oid(TEXTARRAYOID), oid(INETARRAYOID)]);
-    given.extend(text(2));
-    given.push(oid(JSONBARRAYOID));
-    given.extend(text(3));
-    let keep = |sql: String, args: &[PgOid]| c.prepare_mut(&sql, args).spi().keep();
+    let args = [
+        oid(TIMESTAMPTZOID),
+        oid(INT8ARRAYOID),
+        oid(TEXTARRAYOID),
+        oid(TEXTARRAYOID),
+        oid(INETARRAYOID),
+        oid(TEXTARRAYOID),
+        oid(TEXTARRAYOID),
+        oid(JSONBARRAYOID),
+        oid(TEXTARRAYOID),
+        oid(FLOAT8OID),
+        oid(FLOAT8OID),
+    ];
+    let keep = |context| c.prepare_mut(&click_sql(context), &args).spi().keep();
     Plans {
-        signals,
-        click_joined: keep(format!("{TARGET_JOINED}{CLICK_TAIL}"), &joined),
-        click_given: keep(format!("{TARGET_GIVEN}{CLICK_TAIL}"), &given),
+        with_context: keep(true),
+        without_context: keep(false),
     }
+}
+
+/// The classifier's verdict on one row of the CLICK statement: `{class, reason, ...}`. Called
+/// by the hot path only (it reads the session's compiled rules, which `track_click` refreshes
+/// first); `smslink.classify` is the function for people.
+#[pg_extern(stable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+fn classify_hit(
+    method: Option<&str>,
+    user_agent: Option<&str>,
+    headers: Option<JsonB>,
+    referrer: Option<&str>,
+    seconds_since_delivery: Option<f64>,
+    range_label: Option<&str>,
+    range_class: Option<&str>,
+    ip_messages: Option<i32>,
+    message_ips: Option<i32>,
+    previewed: Option<bool>,
+) -> Vec<String> {
+    let pairs = header_pairs(headers.as_ref());
+    let count = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    let verdict = with_classifier(|c| {
+        c.classify(
+            &Request {
+                method: method.unwrap_or("GET"),
+                user_agent,
+                headers: &pairs,
+                referrer,
+            },
+            &Context {
+                seconds_since_delivery,
+                ip_range: range_label.zip(range_class.and_then(ClickClass::parse)),
+                ip_recent_messages: count(ip_messages),
+                message_recent_ips: count(message_ips),
+                previewed: previewed.unwrap_or(false),
+            },
+        )
+    });
+    let mut out = Vec::with_capacity(1 + verdict.reasons.len());
+    out.push(verdict.class.as_str().to_string());
+    out.extend(verdict.reasons);
+    out
 }
 
 /// One click request whose token decoded, as the proxy saw it.
@@ -232,38 +238,6 @@ struct Hit {
 
 /// status, location, click_id, class
 type Row = (i32, Option<String>, Option<i64>, Option<String>);
-
-/// The columns of one batch, as the CLICK statement takes them.
-#[derive(Default)]
-struct Columns {
-    index: Vec<usize>,
-    link_id: Vec<i64>,
-    host: Vec<Option<String>>,
-    human: Vec<bool>,
-    method: Vec<String>,
-    ip: Vec<Option<Inet>>,
-    user_agent: Vec<Option<String>>,
-    referrer: Vec<Option<String>>,
-    headers: Vec<Option<JsonB>>,
-    device: Vec<&'static str>,
-    class: Vec<&'static str>,
-    reasons: Vec<String>,
-    /// What the context statement looked up (empty when the context is off).
-    given: Given,
-}
-
-/// The link's columns, as the context statement returned them.
-#[derive(Default)]
-struct Given {
-    brand_id: Vec<Option<i64>>,
-    message_id: Vec<Option<i64>>,
-    campaign_id: Vec<Option<i64>>,
-    variant_id: Vec<Option<i64>>,
-    subscriber_id: Vec<Option<i64>>,
-    expired: Vec<Option<bool>>,
-    location: Vec<Option<String>>,
-    seconds: Vec<Option<f64>>,
-}
 
 /// Logs a batch of `n` requests and answers each. `hits` are the requests whose token decoded,
 /// with their place in the batch; `invalid` counts the rest (forged or malformed tokens).
@@ -286,136 +260,56 @@ fn log_clicks(
             .unwrap_or_else(|_| crate::errors::raise(crate::errors::INVALID_PARAMETER, "no time"))
     });
     let candidates = hits.len();
-    let mut found = 0usize;
+    let index: Vec<usize> = hits.iter().map(|(i, _)| *i).collect();
+    let mut link_id = Vec::with_capacity(candidates);
+    let mut host = Vec::with_capacity(candidates);
+    let mut method = Vec::with_capacity(candidates);
+    let mut ip = Vec::with_capacity(candidates);
+    let mut user_agent = Vec::with_capacity(candidates);
+    let mut referrer = Vec::with_capacity(candidates);
+    let mut headers = Vec::with_capacity(candidates);
+    let mut devices = Vec::with_capacity(candidates);
+    for (_, hit) in hits {
+        link_id.push(hit.link_id);
+        host.push(hit.host.as_deref().map(normalize_host));
+        method.push(hit.method.as_deref().unwrap_or("GET").to_ascii_uppercase());
+        ip.push(hit.ip);
+        devices.push(device(hit.user_agent.as_deref()).as_str());
+        user_agent.push(hit.user_agent);
+        referrer.push(hit.referrer);
+        headers.push(hit.headers);
+    }
+    // Rules are refreshed here, outside the statement; classify_hit only reads them.
     crate::classify::refresh_classifier(false);
+    let t = crate::classify::thresholds();
+    let mut found = 0usize;
     Spi::connect_mut(|c| {
         PLANS.with(|cell| {
             let plans = cell.get_or_init(|| prepare(c));
-            let t = crate::classify::thresholds();
-            let hosts: Vec<Option<String>> = hits
-                .iter()
-                .map(|(_, h)| h.host.as_deref().map(normalize_host))
-                .collect();
-            // The classifier's context per hit, in batch order: (position in `hits`, context
-            // row) for hits whose link exists on the request's host. With the context switched
-            // off, every hit goes straight to the CLICK statement with an empty context.
-            let mut contexts: Vec<(usize, Option<pgrx::spi::SpiHeapTupleData<'_>>)> = Vec::new();
-            let context = crate::classify::context_enabled();
-            if context {
-                let link_ids: Vec<i64> = hits.iter().map(|(_, h)| h.link_id).collect();
-                let ips: Vec<Option<Inet>> = hits.iter().map(|(_, h)| h.ip.clone()).collect();
-                let signals = c
-                    .select(
-                        &plans.signals,
-                        None,
-                        &[
-                            at.into(),
-                            link_ids.into(),
-                            hosts.clone().into(),
-                            ips.into(),
-                            t.burst_ip_window_seconds.into(),
-                            t.burst_token_window_seconds.into(),
-                        ],
-                    )
-                    .spi();
-                for row in signals {
-                    let ord = row.get::<i64>(1).spi().unwrap_or(0);
-                    if let Some(k) = usize::try_from(ord - 1).ok().filter(|&k| k < hits.len()) {
-                        contexts.push((k, Some(row)));
-                    }
-                }
+            let plan = if crate::classify::context_enabled() {
+                &plans.with_context
             } else {
-                contexts.extend((0..hits.len()).map(|k| (k, None)));
-            }
-            let mut cols = Columns::default();
-            let mut slots: Vec<Option<(usize, Hit)>> = hits.into_iter().map(Some).collect();
-            with_classifier(|classifier| {
-                for (k, row) in contexts {
-                    let Some((index, hit)) = slots.get_mut(k).and_then(Option::take) else {
-                        continue;
-                    };
-                    let mut label = None;
-                    let ctx = match &row {
-                        Some(row) => {
-                            let seconds = row.get::<f64>(2).spi();
-                            let g = &mut cols.given;
-                            g.brand_id.push(row.get::<i64>(9).spi());
-                            g.message_id.push(row.get::<i64>(10).spi());
-                            g.campaign_id.push(row.get::<i64>(11).spi());
-                            g.variant_id.push(row.get::<i64>(12).spi());
-                            g.subscriber_id.push(row.get::<i64>(13).spi());
-                            g.expired.push(row.get::<bool>(14).spi());
-                            g.location.push(row.get::<String>(15).spi());
-                            g.seconds.push(seconds);
-                            context_of(row, 3, seconds, &mut label)
-                        }
-                        None => Context::default(),
-                    };
-                    let method = hit.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
-                    let pairs = header_pairs(hit.headers.as_ref());
-                    let verdict = classifier.classify(
-                        &Request {
-                            method: &method,
-                            user_agent: hit.user_agent.as_deref(),
-                            headers: &pairs,
-                            referrer: hit.referrer.as_deref(),
-                        },
-                        &ctx,
-                    );
-                    rows[index].3 = Some(verdict.class.as_str().to_string());
-                    cols.index.push(index);
-                    cols.link_id.push(hit.link_id);
-                    cols.host.push(hosts[k].clone());
-                    cols.human.push(verdict.class == ClickClass::Human);
-                    cols.method.push(method);
-                    cols.ip.push(hit.ip);
-                    cols.device.push(device(hit.user_agent.as_deref()).as_str());
-                    cols.user_agent.push(hit.user_agent);
-                    cols.referrer.push(hit.referrer);
-                    cols.headers.push(hit.headers);
-                    cols.class.push(verdict.class.as_str());
-                    cols.reasons
-                        .push(verdict.reasons.join(&REASON_SEPARATOR.to_string()));
-                }
-            });
-            if cols.index.is_empty() {
-                return;
-            }
-            let index = std::mem::take(&mut cols.index);
-            // Both forms of the statement end with the same columns.
-            let mut args: Vec<pgrx::datum::DatumWithOid> = vec![at.into(), cols.link_id.into()];
-            if context {
-                let g = cols.given;
-                args.extend([
-                    g.brand_id.into(),
-                    g.message_id.into(),
-                    g.campaign_id.into(),
-                    g.variant_id.into(),
-                    g.subscriber_id.into(),
-                    g.expired.into(),
-                    g.location.into(),
-                    g.seconds.into(),
-                ]);
-            } else {
-                args.push(cols.host.into());
-            }
-            args.extend([
-                cols.human.into(),
-                cols.method.into(),
-                cols.ip.into(),
-                cols.user_agent.into(),
-                cols.referrer.into(),
-                cols.headers.into(),
-                cols.device.into(),
-                cols.class.into(),
-                cols.reasons.into(),
-            ]);
-            let plan = if context {
-                &plans.click_given
-            } else {
-                &plans.click_joined
+                &plans.without_context
             };
-            let logged = c.update(plan, None, &args).spi();
+            let logged = c
+                .update(
+                    plan,
+                    None,
+                    &[
+                        at.into(),
+                        link_id.into(),
+                        host.into(),
+                        method.into(),
+                        ip.into(),
+                        user_agent.into(),
+                        referrer.into(),
+                        headers.into(),
+                        devices.into(),
+                        t.burst_ip_window_seconds.into(),
+                        t.burst_token_window_seconds.into(),
+                    ],
+                )
+                .spi();
             for r in logged {
                 let ord = r.get::<i64>(1).spi().unwrap_or(0);
                 let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {
@@ -426,13 +320,8 @@ fn log_clicks(
                 // An expired link with no fallback anywhere is gone: 410, still logged.
                 row.1 = r.get::<String>(3).spi();
                 row.0 = if row.1.is_some() { 302 } else { 410 };
+                row.3 = r.get::<String>(4).spi();
                 found += 1;
-            }
-            // Classes only mean something for logged clicks.
-            for &i in &index {
-                if rows[i].2.is_none() {
-                    rows[i].3 = None;
-                }
             }
         })
     });
