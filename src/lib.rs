@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 mod classify;
+mod conversions;
 mod errors;
 mod keys;
 mod reclassify;
