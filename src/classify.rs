@@ -6,7 +6,7 @@ use crate::errors::{raise, raise_hint, SpiOk, INVALID_PARAMETER};
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, Inet, JsonB};
 use smslink_core::classify::{parse_rules, Classifier, Context, Rule, Thresholds, BUILT_IN_RULES};
-use smslink_core::click::{ClickClass, Request};
+use smslink_core::click::{ClickClass, Request, Verdict};
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -183,7 +183,7 @@ pub fn refresh_classifier(fresh: bool) {
 }
 
 /// Runs `f` with this session's classifier (see [`refresh_classifier`]) and current settings.
-pub fn with_classifier<R>(f: impl FnOnce(&Classifier) -> R) -> R {
+fn with_classifier<R>(f: impl FnOnce(&Classifier) -> R) -> R {
     CLASSIFIER.with(|cell| {
         let mut slot = cell.borrow_mut();
         let cached = slot.get_or_insert_with(|| Cached {
@@ -197,7 +197,7 @@ pub fn with_classifier<R>(f: impl FnOnce(&Classifier) -> R) -> R {
 }
 
 /// Header pairs of a JSON object of header name → value (non-string values are ignored).
-pub fn header_pairs(headers: Option<&JsonB>) -> Vec<(String, String)> {
+fn header_pairs(headers: Option<&JsonB>) -> Vec<(String, String)> {
     match headers.map(|j| &j.0) {
         Some(serde_json::Value::Object(map)) => map
             .iter()
@@ -221,22 +221,13 @@ fn classifier_rule_check(kind: &str, class: &str, reason: &str, pattern: &str) -
     true
 }
 
-/// The most specific loaded IP range holding `ip`: (label, class).
+/// The most specific loaded IP range holding `ip`: (label, class), by the hot path's own join.
 fn ip_range(ip: &Inet) -> Option<(String, String)> {
+    let sql =
+        format!("SELECT r.label, r.class FROM (SELECT $1::inet AS ip) x {CONTEXT_RANGE_JOIN}");
     Spi::connect(|c| {
-        let rows = c.select(
-            "SELECT label, class FROM smslink.ip_range WHERE range >>= $1 \
-             ORDER BY masklen(range) DESC, id LIMIT 1",
-            None,
-            &[ip.clone().into()],
-        )?;
-        let mut out = None;
-        for r in rows {
-            if let (Some(l), Some(k)) = (r.get::<String>(1)?, r.get::<String>(2)?) {
-                out = Some((l, k));
-            }
-        }
-        Ok::<_, pgrx::spi::SpiError>(out)
+        let row = c.select(&sql, None, &[ip.clone().into()])?.first();
+        Ok::<_, pgrx::spi::SpiError>(row.get::<String>(1)?.zip(row.get::<String>(2)?))
     })
     .spi()
 }
@@ -254,28 +245,15 @@ fn classify(
     referrer: default!(Option<&str>, "NULL"),
 ) -> TableIterator<'static, (name!(class, String), name!(reasons, Vec<String>))> {
     let method = method.unwrap_or("GET").to_ascii_uppercase();
-    let pairs = header_pairs(headers.as_ref());
     let range = ip.as_ref().and_then(ip_range);
-    let range = range
+    let (label, class) = range
         .as_ref()
-        .and_then(|(l, k)| ClickClass::parse(k).map(|k| (l.as_str(), k)));
+        .map(|(l, k)| (l.as_str(), k.as_str()))
+        .unzip();
+    let ctx = context(seconds_since_delivery, label, class, None, None, None);
     // Always the rules as they are now: this function is how users test a rule they just added.
     refresh_classifier(true);
-    let verdict = with_classifier(|c| {
-        c.classify(
-            &Request {
-                method: &method,
-                user_agent,
-                headers: &pairs,
-                referrer,
-            },
-            &Context {
-                seconds_since_delivery,
-                ip_range: range,
-                ..Context::default()
-            },
-        )
-    });
+    let verdict = judge(&method, user_agent, headers.as_ref(), referrer, &ctx);
     TableIterator::once((verdict.class.as_str().to_string(), verdict.reasons))
 }
 
@@ -315,8 +293,27 @@ pub const CONTEXT_RANGE_JOIN: &str = "
   LEFT JOIN LATERAL (SELECT g.label, g.class FROM smslink.ip_range g WHERE g.range >>= x.ip
                       ORDER BY masklen(g.range) DESC, g.id LIMIT 1) r ON true";
 
-/// The classifier context of one row of a context query (columns from `first` on: range label,
-/// range class, ip_messages, link_ips, previewed).
+/// The classifier's context from the columns a context query returns (CONTEXT_COLUMNS).
+pub fn context<'a>(
+    seconds_since_delivery: Option<f64>,
+    range_label: Option<&'a str>,
+    range_class: Option<&str>,
+    ip_messages: Option<i32>,
+    message_ips: Option<i32>,
+    previewed: Option<bool>,
+) -> Context<'a> {
+    let count = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    Context {
+        seconds_since_delivery,
+        ip_range: range_label.zip(range_class.and_then(ClickClass::parse)),
+        ip_recent_messages: count(ip_messages),
+        message_recent_ips: count(message_ips),
+        previewed: previewed.unwrap_or(false),
+    }
+}
+
+/// The context of one row of a context query, from column `first` on (range label, range
+/// class, ip_messages, message_ips, previewed). `label` holds the label the context borrows.
 pub fn context_of<'a>(
     row: &pgrx::spi::SpiHeapTupleData<'_>,
     first: usize,
@@ -324,21 +321,38 @@ pub fn context_of<'a>(
     label: &'a mut Option<String>,
 ) -> Context<'a> {
     *label = row.get::<String>(first).spi();
-    let class = row
-        .get::<String>(first + 1)
-        .spi()
-        .and_then(|k| ClickClass::parse(&k));
-    Context {
-        seconds_since_delivery: seconds,
-        ip_range: label.as_deref().zip(class),
-        ip_recent_messages: count(row.get::<i32>(first + 2).spi()),
-        message_recent_ips: count(row.get::<i32>(first + 3).spi()),
-        previewed: row.get::<bool>(first + 4).spi().unwrap_or(false),
-    }
+    let class = row.get::<String>(first + 1).spi();
+    context(
+        seconds,
+        label.as_deref(),
+        class.as_deref(),
+        row.get::<i32>(first + 2).spi(),
+        row.get::<i32>(first + 3).spi(),
+        row.get::<bool>(first + 4).spi(),
+    )
 }
 
-fn count(v: Option<i32>) -> u32 {
-    v.and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+/// One verdict with this session's classifier (see [`refresh_classifier`]): a request as sent or
+/// as stored (headers as a JSON object), and its context.
+pub fn judge(
+    method: &str,
+    user_agent: Option<&str>,
+    headers: Option<&JsonB>,
+    referrer: Option<&str>,
+    ctx: &Context<'_>,
+) -> Verdict {
+    let pairs = header_pairs(headers);
+    with_classifier(|c| {
+        c.classify(
+            &Request {
+                method,
+                user_agent,
+                headers: &pairs,
+                referrer,
+            },
+            ctx,
+        )
+    })
 }
 
 /// Fills the window parameters and the earlier-hit filter into a context query.

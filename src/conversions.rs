@@ -15,6 +15,31 @@ fn first_i64(t: pgrx::spi::SpiTupleTable<'_>) -> Option<i64> {
     }
 }
 
+/// The answer to a repeat of an idempotency key `(brand_id $1, external_id $2)`: `sql` returns
+/// the recorded row's id, whether the repeat carries the same content, and a description of the
+/// recorded row. The same content returns the id; different content is 23505, changing nothing.
+fn repeat(
+    c: &pgrx::spi::SpiClient<'_>,
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+    function: &str,
+    key: &str,
+    what: &str,
+    fields: &str,
+) -> i64 {
+    let row = c.select(sql, None, args).spi().first();
+    let id = row.get::<i64>(1).spi().unwrap_or(0);
+    if row.get::<bool>(2).spi().unwrap_or(false) {
+        return id;
+    }
+    let was = row.get::<String>(3).spi().unwrap_or_default();
+    raise_hint(
+        PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+        format!("{function}: {key} is already {what} {id} ({was}), which differs"),
+        format!("a repeat must carry the same {fields}; send a new external_id for a new {what}"),
+    )
+}
+
 fn required<T>(v: Option<T>, name: &str, function: &str) -> T {
     v.unwrap_or_else(|| raise(NULL_VALUE, format!("{function}: {name} must not be NULL")))
 }
@@ -186,16 +211,15 @@ fn record_conversion(
         }
         // A repeat: the same conversion returns its id; a different one under the same key is
         // an error that changes nothing.
-        let row = c
-            .select(
-                "SELECT k.id, k.subscriber_id IS NOT DISTINCT FROM $3 AND k.event = $4
+        repeat(
+            c,
+            "SELECT k.id, k.subscriber_id IS NOT DISTINCT FROM $3 AND k.event = $4
                         AND k.value IS NOT DISTINCT FROM $5 AND k.currency IS NOT DISTINCT FROM $6,
                         format('subscriber %s, event %s, value %s %s', s.external_key, k.event,
                                coalesce(k.value::text, 'NULL'), coalesce(k.currency, ''))
                    FROM smslink.conversion k LEFT JOIN smslink.subscriber s ON s.id = k.subscriber_id
                   WHERE k.brand_id = $1 AND k.external_id = $2",
-                None,
-                &[
+            &[
                     brand_id.into(),
                     external_id.into(),
                     subscriber_id.into(),
@@ -203,18 +227,10 @@ fn record_conversion(
                     value.into(),
                     currency.into(),
                 ],
-            )
-            .spi()
-            .first();
-        let id = row.get::<i64>(1).spi().unwrap_or(0);
-        if row.get::<bool>(2).spi().unwrap_or(false) {
-            return id;
-        }
-        let was = row.get::<String>(3).spi().unwrap_or_default();
-        raise_hint(
-            PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
-            format!("{F}: external_id {external_id:?} of brand {brand_id} is already conversion {id} ({was}), which differs"),
-            "a repeat must carry the same subscriber, event, value and currency; send a new external_id for a new conversion",
+            F,
+            &format!("external_id {external_id:?} of brand {brand_id}"),
+            "conversion",
+            "subscriber, event, value and currency",
         )
     })
 }
@@ -272,30 +288,26 @@ fn record_touchpoint(
         if let Some(id) = first_i64(inserted) {
             return id;
         }
-        let row = c
-            .select(
-                "SELECT id, subscriber_id = $3 AND channel = $4 AND kind = $5 AND occurred_at = $6
-                   FROM smslink.touchpoint WHERE brand_id = $1 AND external_id = $2",
-                None,
-                &[
-                    brand_id.into(),
-                    external_id.into(),
-                    subscriber_id.into(),
-                    channel.as_str().into(),
-                    kind.into(),
-                    occurred_at.into(),
-                ],
-            )
-            .spi()
-            .first();
-        let id = row.get::<i64>(1).spi().unwrap_or(0);
-        if row.get::<bool>(2).spi().unwrap_or(false) {
-            return id;
-        }
-        raise_hint(
-            PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
-            format!("{F}: external_id {external_id:?} of brand {brand_id} is already touchpoint {id}, which differs"),
-            "a repeat must carry the same subscriber, channel, kind and time; send a new external_id for a new touchpoint",
+        repeat(
+            c,
+            "SELECT t.id, t.subscriber_id = $3 AND t.channel = $4 AND t.kind = $5
+                    AND t.occurred_at = $6,
+                    format('subscriber %s, channel %s, kind %s, at %s', s.external_key, t.channel,
+                           t.kind, t.occurred_at)
+               FROM smslink.touchpoint t JOIN smslink.subscriber s ON s.id = t.subscriber_id
+              WHERE t.brand_id = $1 AND t.external_id = $2",
+            &[
+                brand_id.into(),
+                external_id.into(),
+                subscriber_id.into(),
+                channel.as_str().into(),
+                kind.into(),
+                occurred_at.into(),
+            ],
+            F,
+            &format!("external_id {external_id:?} of brand {brand_id}"),
+            "touchpoint",
+            "subscriber, channel, kind and time",
         )
     })
 }

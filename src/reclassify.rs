@@ -7,13 +7,13 @@
 //! locks), so that a click arriving meanwhile is counted exactly once.
 
 use crate::classify::{
-    context_of, context_sql, header_pairs, refresh_classifier, thresholds, with_classifier,
-    CONTEXT_COLUMNS, CONTEXT_MESSAGE_JOIN, CONTEXT_RANGE_JOIN,
+    context_of, context_sql, judge, refresh_classifier, thresholds, CONTEXT_COLUMNS,
+    CONTEXT_MESSAGE_JOIN, CONTEXT_RANGE_JOIN,
 };
 use crate::errors::{raise, SpiOk, INVALID_PARAMETER};
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use smslink_core::click::{ClickClass, Request};
+use smslink_core::click::ClickClass;
 use std::collections::{BTreeSet, HashMap};
 
 const BATCH: i64 = 5_000;
@@ -129,51 +129,46 @@ pub fn run(
                         ],
                     )
                     .spi();
-                with_classifier(|classifier| {
-                    for row in rows {
-                        rows_in_batch += 1;
-                        let id = row.get::<i64>(1).spi().unwrap_or(0);
-                        let Some(at) = row.get::<TimestampWithTimeZone>(2).spi() else {
-                            continue;
-                        };
-                        after = (at, id);
-                        let seconds = row.get::<f64>(3).spi();
-                        let method = row.get::<String>(4).spi().unwrap_or_default();
-                        let user_agent = row.get::<String>(5).spi();
-                        let referrer = row.get::<String>(6).spi();
-                        let headers = row.get::<JsonB>(7).spi();
-                        let old_class = row.get::<String>(8).spi().unwrap_or_default();
-                        let old_reasons = row.get::<Vec<String>>(9).spi().unwrap_or_default();
-                        let message_id = row.get::<i64>(10).spi().unwrap_or(0);
-                        let mut label = None;
-                        let ctx = context_of(&row, 11, seconds, &mut label);
-                        let pairs = header_pairs(headers.as_ref());
-                        let verdict = classifier.classify(
-                            &Request {
-                                method: &method,
-                                user_agent: user_agent.as_deref(),
-                                headers: &pairs,
-                                referrer: referrer.as_deref(),
-                            },
-                            &ctx,
-                        );
-                        original.entry(id).or_insert_with(|| {
-                            (old_class.clone(), old_reasons.clone(), message_id)
-                        });
-                        if verdict.class.as_str() == old_class && verdict.reasons == old_reasons {
-                            continue;
-                        }
-                        finals.insert(
-                            id,
-                            (verdict.class.as_str().to_string(), verdict.reasons.clone()),
-                        );
-                        changes.id.push(id);
-                        changes.at.push(at);
-                        changes.class.push(verdict.class.as_str());
-                        changes.reasons.push(verdict.reasons.join(REASON_SEPARATOR));
-                        changes.seconds.push(seconds);
+                for row in rows {
+                    rows_in_batch += 1;
+                    let id = row.get::<i64>(1).spi().unwrap_or(0);
+                    let Some(at) = row.get::<TimestampWithTimeZone>(2).spi() else {
+                        continue;
+                    };
+                    after = (at, id);
+                    let seconds = row.get::<f64>(3).spi();
+                    let method = row.get::<String>(4).spi().unwrap_or_default();
+                    let user_agent = row.get::<String>(5).spi();
+                    let referrer = row.get::<String>(6).spi();
+                    let headers = row.get::<JsonB>(7).spi();
+                    let old_class = row.get::<String>(8).spi().unwrap_or_default();
+                    let old_reasons = row.get::<Vec<String>>(9).spi().unwrap_or_default();
+                    let message_id = row.get::<i64>(10).spi().unwrap_or(0);
+                    let mut label = None;
+                    let ctx = context_of(&row, 11, seconds, &mut label);
+                    let verdict = judge(
+                        &method,
+                        user_agent.as_deref(),
+                        headers.as_ref(),
+                        referrer.as_deref(),
+                        &ctx,
+                    );
+                    original
+                        .entry(id)
+                        .or_insert_with(|| (old_class.clone(), old_reasons.clone(), message_id));
+                    if verdict.class.as_str() == old_class && verdict.reasons == old_reasons {
+                        continue;
                     }
-                });
+                    finals.insert(
+                        id,
+                        (verdict.class.as_str().to_string(), verdict.reasons.clone()),
+                    );
+                    changes.id.push(id);
+                    changes.at.push(at);
+                    changes.class.push(verdict.class.as_str());
+                    changes.reasons.push(verdict.reasons.join(REASON_SEPARATOR));
+                    changes.seconds.push(seconds);
+                }
                 let n = changes.id.len();
                 if n > 0 {
                     c.update(

@@ -24,16 +24,14 @@
 //! before the commit that holds it.
 
 use crate::classify::{
-    context_sql, header_pairs, with_classifier, CONTEXT_COLUMNS, CONTEXT_MESSAGE_JOIN,
-    CONTEXT_RANGE_JOIN,
+    context, context_sql, judge, CONTEXT_COLUMNS, CONTEXT_MESSAGE_JOIN, CONTEXT_RANGE_JOIN,
 };
 use crate::errors::SpiOk;
 use crate::keys;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{Inet, JsonB, PgBuiltInOids, PgOid};
-use smslink_core::classify::Context;
-use smslink_core::click::{device, normalize_host, ClickClass, Request};
+use smslink_core::click::{device, normalize_host};
 use std::cell::OnceCell;
 
 /// The CLICK statement, with the classifier's database context or (`context` false, setting
@@ -200,25 +198,21 @@ fn classify_hit(
     message_ips: Option<i32>,
     previewed: Option<bool>,
 ) -> Vec<String> {
-    let pairs = header_pairs(headers.as_ref());
-    let count = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-    let verdict = with_classifier(|c| {
-        c.classify(
-            &Request {
-                method: method.unwrap_or("GET"),
-                user_agent,
-                headers: &pairs,
-                referrer,
-            },
-            &Context {
-                seconds_since_delivery,
-                ip_range: range_label.zip(range_class.and_then(ClickClass::parse)),
-                ip_recent_messages: count(ip_messages),
-                message_recent_ips: count(message_ips),
-                previewed: previewed.unwrap_or(false),
-            },
-        )
-    });
+    let ctx = context(
+        seconds_since_delivery,
+        range_label,
+        range_class,
+        ip_messages,
+        message_ips,
+        previewed,
+    );
+    let verdict = judge(
+        method.unwrap_or("GET"),
+        user_agent,
+        headers.as_ref(),
+        referrer,
+        &ctx,
+    );
     let mut out = Vec::with_capacity(1 + verdict.reasons.len());
     out.push(verdict.class.as_str().to_string());
     out.extend(verdict.reasons);

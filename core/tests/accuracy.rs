@@ -91,114 +91,95 @@ fn pct(a: usize, b: usize) -> f64 {
     100.0 * a as f64 / b.max(1) as f64
 }
 
+/// One corpus file's tally: how many of its entries the classifier got right.
+struct Tally {
+    right: usize,
+    total: usize,
+    labels: usize,
+}
+
+/// Classifies every entry of `file` (whose truth is `truth`) into `conf`; `right` says whether a
+/// verdict counts as right, and each wrong one is noted in `misses`.
+fn tally(
+    c: &Classifier,
+    conf: &mut Confusion,
+    misses: &mut Vec<String>,
+    file: &str,
+    truth: ClickClass,
+    right: impl Fn(ClickClass) -> bool,
+) -> Tally {
+    let entries = corpus(file);
+    let mut ok = 0;
+    let mut labels = HashSet::new();
+    for (label, ua) in &entries {
+        labels.insert(label.clone());
+        let (class, reasons) = ua_class(c, ua);
+        conf.add(truth, class);
+        if right(class) {
+            ok += 1;
+        } else {
+            misses.push(format!("{file} {label}: {ua} -> {class:?} {reasons:?}"));
+        }
+    }
+    Tally {
+        right: ok,
+        total: entries.len(),
+        labels: labels.len(),
+    }
+}
+
 #[test]
 fn user_agent_corpus() {
+    use ClickClass::*;
     let c = Classifier::built_in();
     let mut conf = Confusion::default();
     let mut misses = Vec::new();
-
-    let browsers = corpus("browsers");
-    let flagged: Vec<_> = browsers
-        .iter()
-        .filter(|(_, ua)| ua_class(&c, ua).0 != ClickClass::Human)
-        .collect();
-    for _ in 0..browsers.len() - flagged.len() {
-        conf.add(ClickClass::Human, ClickClass::Human);
-    }
-    for (_, ua) in &flagged {
-        conf.add(ClickClass::Human, ua_class(&c, ua).0);
-        misses.push(format!("browser flagged: {ua} {:?}", ua_class(&c, ua).1));
-    }
-
-    let in_app = corpus("in_app");
-    let mut in_app_flagged = 0;
-    for (app, ua) in &in_app {
-        let (class, reasons) = ua_class(&c, ua);
-        conf.add(ClickClass::Human, class);
-        if class != ClickClass::Human {
-            in_app_flagged += 1;
-            misses.push(format!("in-app {app} flagged: {ua} {reasons:?}"));
-        }
-    }
-
-    let previews = corpus("previews");
-    let mut preview_hits = 0;
-    let mut fetchers: HashSet<&str> = HashSet::new();
-    for (fetcher, ua) in &previews {
-        fetchers.insert(fetcher);
-        let (class, reasons) = ua_class(&c, ua);
-        conf.add(ClickClass::Preview, class);
-        if class == ClickClass::Preview {
-            preview_hits += 1;
-        } else {
-            misses.push(format!(
-                "preview {fetcher} missed: {ua} {class:?} {reasons:?}"
-            ));
-        }
-    }
-
-    let bots = corpus("bots");
-    let mut bot_caught = 0;
-    for (kind, ua) in &bots {
-        let (class, reasons) = ua_class(&c, ua);
-        conf.add(ClickClass::Bot, class);
-        if class != ClickClass::Human {
-            bot_caught += 1;
-        } else {
-            misses.push(format!("bot {kind} missed: {ua} {reasons:?}"));
-        }
-    }
-
-    let scanners = corpus("scanners");
-    let mut scanner_caught = 0;
-    for (vendor, ua) in &scanners {
-        let (class, reasons) = ua_class(&c, ua);
-        conf.add(ClickClass::Scanner, class);
-        if class != ClickClass::Human {
-            scanner_caught += 1;
-        } else {
-            misses.push(format!("scanner {vendor} missed: {ua} {reasons:?}"));
-        }
-    }
+    let mut run = |file, truth, right: fn(ClickClass) -> bool| {
+        tally(&c, &mut conf, &mut misses, file, truth, right)
+    };
+    let browsers = run("browsers", Human, |k| k == Human);
+    let in_app = run("in_app", Human, |k| k == Human);
+    let previews = run("previews", Preview, |k| k == Preview);
+    let bots = run("bots", Bot, |k| k != Human);
+    let scanners = run("scanners", Scanner, |k| k != Human);
+    let flagged = browsers.total - browsers.right;
+    let in_app_flagged = in_app.total - in_app.right;
 
     conf.print("User-Agent corpus (GET, 5 minutes after delivery, no IP range)");
     println!(
-        "browsers flagged: {}/{} ({:.2}%, target <= 0.1%)",
-        flagged.len(),
-        browsers.len(),
-        pct(flagged.len(), browsers.len())
+        "browsers flagged: {flagged}/{} ({:.2}%, target <= 0.1%)",
+        browsers.total,
+        pct(flagged, browsers.total)
     );
     println!(
         "in-app browsers flagged: {in_app_flagged}/{} (target 0)",
-        in_app.len()
+        in_app.total
     );
     println!(
-        "preview fetchers caught as preview: {preview_hits}/{} ({} fetchers; target 100%)",
-        previews.len(),
-        fetchers.len()
+        "preview fetchers caught as preview: {}/{} ({} fetchers; target 100%)",
+        previews.right, previews.total, previews.labels
     );
     println!(
-        "crawlers, libraries, headless, monitors caught: {bot_caught}/{} ({:.2}%, target >= 99%)",
-        bots.len(),
-        pct(bot_caught, bots.len())
+        "crawlers, libraries, headless, monitors caught: {}/{} ({:.2}%, target >= 99%)",
+        bots.right,
+        bots.total,
+        pct(bots.right, bots.total)
     );
     println!(
-        "declared scanners caught: {scanner_caught}/{} ({:.2}%)",
-        scanners.len(),
-        pct(scanner_caught, scanners.len())
+        "declared scanners caught: {}/{} ({:.2}%)",
+        scanners.right,
+        scanners.total,
+        pct(scanners.right, scanners.total)
     );
     for m in &misses {
         println!("  {m}");
     }
-    assert!(browsers.len() >= 150 && in_app.len() >= 40 && previews.len() >= 40);
-    assert!(bots.len() >= 150 && scanners.len() >= 15);
-    assert!(
-        pct(flagged.len(), browsers.len()) <= 0.1,
-        "browsers flagged"
-    );
+    assert!(browsers.total >= 150 && in_app.total >= 40 && previews.total >= 40);
+    assert!(bots.total >= 150 && scanners.total >= 15);
+    assert!(pct(flagged, browsers.total) <= 0.1, "browsers flagged");
     assert_eq!(in_app_flagged, 0, "in-app browsers flagged");
-    assert_eq!(preview_hits, previews.len(), "preview fetchers missed");
-    assert!(pct(bot_caught, bots.len()) >= 99.0, "bots missed");
+    assert_eq!(previews.right, previews.total, "preview fetchers missed");
+    assert!(pct(bots.right, bots.total) >= 99.0, "bots missed");
 }
 
 /// One simulated hit.
