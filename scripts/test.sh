@@ -192,6 +192,30 @@ proxy_e2e() {
   check "HTTPS (rustls), HTTP/2" "$(curl -s -o /dev/null -m 5 -w '%{http_code} %{http_version}' --http2 "${tls[@]}" "https://go.e2e.example:$port3/c/$t1")" "302 2"
   check "HTTPS: plain HTTP to the TLS port fails" "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$port3/healthz")" "000"
   check "proxy role cannot read tables" "$(psql_q -At -d "$db" -U e2e_redirector -c "SELECT count(*) FROM smslink.click" 2>&1 | grep -c 'permission denied')" "1"
+  # Conversions: the landing page learns the click id; the shop posts it back, signed.
+  local t4 landing kid sig q
+  t4=$(sql "SELECT l.token FROM smslink.link l JOIN smslink.message m ON m.id = l.message_id JOIN smslink.subscriber s ON s.id = m.subscriber_id WHERE s.external_key = 'e2e-4'")
+  landing=$(req "${H[@]}" "http://127.0.0.1:$port/c/$t4")
+  kid=$(sed -n 's/.*smsclid=\([0-9]*\).*/\1/p' <<<"$landing")
+  check "landing URL: macros and click id" "$landing" "302 https://shop.example/land?sub=e2e-4&smsclid=$kid"
+  sign() { sql "SELECT smslink.sign_postback(b.id, '$1') FROM smslink.brand b WHERE b.name = 'E2E'"; }
+  sig=$(sign "{\"click_id\": \"$kid\", \"value\": \"25.00\", \"currency\": \"USD\", \"external_id\": \"e2e-order-1\"}")
+  q="click_id=$kid&value=25.00&currency=USD&external_id=e2e-order-1"
+  check "postback: unsigned 401" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/p?$q")" "401"
+  check "postback: tampered 401" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/p?${q/25.00/250.00}&sig=$sig")" "401"
+  check "postback: refusals write nothing" "$(sql "SELECT count(*) FROM smslink.conversion")" "0"
+  out=$(curl -s "http://127.0.0.1:$port/p?$q&sig=$sig")
+  check "postback: GET recorded" "$(sql "SELECT format('{\"conversion_id\":%s}', id) || '|' || value || '|' || (click_id = $kid) || '|' || (properties->>'source') FROM smslink.conversion WHERE external_id = 'e2e-order-1'")" "$out|25.00|true|postback"
+  check "postback: POST form replay, same id" "$(curl -s -d "sig=$sig&external_id=e2e-order-1&currency=USD&value=25.00&click_id=$kid" "http://127.0.0.1:$port/p")" "$out"
+  check "postback: POST JSON is 415" "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$port/p")" "415"
+  sig=$(sign "{\"click_id\": \"$kid\", \"value\": \"5\", \"currency\": \"XYZ\", \"external_id\": \"e2e-order-2\"}")
+  check "postback: signed but invalid 400" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/p?click_id=$kid&value=5&currency=XYZ&external_id=e2e-order-2&sig=$sig")" "400"
+  sig=$(sign "{\"click_id\": \"$kid\", \"value\": \"30.00\", \"currency\": \"USD\", \"external_id\": \"e2e-order-1\"}")
+  check "postback: conflicting repeat 409" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/p?click_id=$kid&value=30.00&currency=USD&external_id=e2e-order-1&sig=$sig")" "409"
+  sig=$(sign "{\"click_id\": \"$kid\", \"event\": \"signup\", \"external_id\": \"e2e-signup-1\"}")
+  check "pixel: 1x1 GIF, recorded" "$(curl -s -o "$ROOT/target/px.gif" -w '%{http_code} %{content_type} %{size_download}' "http://127.0.0.1:$port/px.gif?click_id=$kid&event=signup&external_id=e2e-signup-1&sig=$sig") $(head -c 6 "$ROOT/target/px.gif") $(sql "SELECT event || ':' || (properties->>'source') FROM smslink.conversion WHERE external_id = 'e2e-signup-1'")" "200 image/gif 43 GIF89a signup:pixel"
+  check "pixel: tampered 401, still a GIF" "$(curl -s -o /dev/null -w '%{http_code} %{content_type}' "http://127.0.0.1:$port/px.gif?click_id=$kid&event=purchase&external_id=e2e-signup-1&sig=$sig")" "401 image/gif"
+  check "conversions written: 2" "$(sql "SELECT count(*) FROM smslink.conversion")" "2"
   # Database down: 503 with Retry-After, then recovery once it is back.
   as_owner "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
   out=$(curl -s -D - -o /dev/null -m 5 "${H[@]}" "http://127.0.0.1:$port/c/$t1" | tr -d '\r' | grep -iE '^(HTTP|retry-after)' | tr '\n' ' ')

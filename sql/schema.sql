@@ -42,6 +42,9 @@ CREATE TABLE smslink.campaign (
     purpose            text NOT NULL DEFAULT 'marketing' CHECK (purpose IN ('marketing', 'transactional')),
     optout_url_pattern text,
     fallback_url       text CHECK (smslink.is_http_url(fallback_url)),
+    -- Query parameters appended to every redirect of the campaign, with macros expanded, for
+    -- example 'smsclid={click_id}' (see smslink.expand_destination).
+    click_param        text CHECK (smslink.click_param_check(click_param)),
     created_at         timestamptz NOT NULL DEFAULT now(),
     UNIQUE (id, brand_id),
     FOREIGN KEY (domain_id, brand_id) REFERENCES smslink.domain (id, brand_id)
@@ -129,6 +132,7 @@ CREATE TABLE smslink.click (
     message_id             bigint NOT NULL,
     subscriber_id          bigint NOT NULL,
     link_id                bigint NOT NULL,
+    link_kind              text NOT NULL CHECK (link_kind IN ('cta', 'secondary', 'optout', 'transactional')),
     method                 text NOT NULL CHECK (method ~ '^[A-Z]{1,16}$'),
     ip                     inet,
     user_agent             text,
@@ -186,6 +190,40 @@ CREATE TABLE smslink.touchpoint (
     FOREIGN KEY (subscriber_id, brand_id) REFERENCES smslink.subscriber (id, brand_id)
 );
 CREATE INDEX touchpoint_subscriber_idx ON smslink.touchpoint (subscriber_id, occurred_at);
+
+-- Every touch the attribution models see, without copying a row: SMS human clicks on links that
+-- are not opt-out links are 'click' touches, SMS deliveries are 'view' touches, and the other
+-- channels' touchpoints are what they say. Filters on subscriber_id and touch_at reach each
+-- branch's index.
+CREATE VIEW smslink.touch AS
+SELECT 'sms'::text AS channel, 'click'::text AS kind, c.brand_id, c.subscriber_id,
+       c.clicked_at AS touch_at, c.campaign_id, c.variant_id, c.message_id, c.id AS click_id,
+       NULL::text AS campaign_ref, c.id AS source_id
+  FROM smslink.click c
+ WHERE c.class = 'human' AND c.link_kind <> 'optout'
+UNION ALL
+SELECT 'sms', 'view', m.brand_id, m.subscriber_id, m.delivered_at, m.campaign_id, m.variant_id,
+       m.id, NULL::bigint, NULL::text, m.id
+  FROM smslink.message m
+ WHERE m.delivered_at IS NOT NULL AND NOT m.is_holdout
+UNION ALL
+SELECT t.channel, t.kind, t.brand_id, t.subscriber_id, t.occurred_at, NULL::bigint, NULL::bigint,
+       NULL::bigint, NULL::bigint, t.campaign_ref, t.id
+  FROM smslink.touchpoint t;
+COMMENT ON VIEW smslink.touch IS
+    'Attribution touches: SMS human clicks on non-opt-out links (click), SMS deliveries (view), and touchpoints from other channels.';
+
+-- Postback secrets: one per brand, for the HMAC signatures of server-side postbacks and pixels.
+-- The previous secret stays valid after a rotation until the next one, so integrations can
+-- switch over without losing conversions. Readable only by the owner, like token_key, and
+-- likewise not dumped (see docs/operations.md).
+CREATE TABLE smslink.postback_secret (
+    brand_id        bigint PRIMARY KEY REFERENCES smslink.brand (id) ON DELETE CASCADE,
+    secret          text NOT NULL CHECK (length(secret) >= 32),
+    previous_secret text CHECK (length(previous_secret) >= 32),
+    rotated_at      timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON smslink.postback_secret FROM PUBLIC;
 
 -- Rejected click requests, counted without a row per attempt: a sequence is one fixed-size
 -- relation updated in place, so a flood of forged tokens cannot fill the disk.

@@ -73,8 +73,8 @@ fn not_future(c: &pgrx::spi::SpiClient<'_>, at: TimestampWithTimeZone, function:
     }
 }
 
-/// The subscriber's id, created if this is the first event for the key.
-fn subscriber(c: &mut pgrx::spi::SpiClient<'_>, brand_id: i64, key: &str, function: &str) -> i64 {
+/// Raises 23503 unless the brand exists.
+pub(crate) fn require_brand(c: &pgrx::spi::SpiClient<'_>, brand_id: i64, function: &str) {
     let brand = c
         .select(
             "SELECT 1 FROM smslink.brand WHERE id = $1",
@@ -88,6 +88,11 @@ fn subscriber(c: &mut pgrx::spi::SpiClient<'_>, brand_id: i64, key: &str, functi
             format!("{function}: brand {brand_id} does not exist"),
         );
     }
+}
+
+/// The subscriber's id, created if this is the first event for the key.
+fn subscriber(c: &mut pgrx::spi::SpiClient<'_>, brand_id: i64, key: &str, function: &str) -> i64 {
+    require_brand(c, brand_id, function);
     if key.is_empty() {
         raise(
             INVALID_PARAMETER,

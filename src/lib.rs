@@ -7,10 +7,13 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod attribution;
 mod classify;
 mod conversions;
 mod errors;
 mod keys;
+mod landing;
+mod postback;
 mod reclassify;
 mod segments;
 mod track;
@@ -20,7 +23,11 @@ mod wrap;
 extension_sql_file!(
     "../sql/schema.sql",
     name = "schema",
-    requires = [segments::is_http_url, classify::classifier_rule_check]
+    requires = [
+        segments::is_http_url,
+        classify::classifier_rule_check,
+        landing::click_param_check
+    ]
 );
 
 /// Registers the extension's settings when the library loads.
@@ -39,6 +46,12 @@ REVOKE EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, tex
 GRANT EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) TO smslink_proxy;
 REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) TO smslink_proxy;
+-- Postback secrets: only the owner rotates them or signs with them; the proxy records signed
+-- postbacks and nothing else.
+REVOKE EXECUTE ON FUNCTION smslink.rotate_postback_secret(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.sign_postback(bigint, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.record_postback(text[], text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.record_postback(text[], text[], text) TO smslink_proxy;
 -- The hot path's plans are cached per session. A month's click partition starts empty, and until
 -- autovacuum analyzes it a cached plan could scan it sequentially for every click while it fills
 -- at thousands of rows a second. Index scans are always right here (every lookup is by key,

@@ -162,8 +162,8 @@ mod tests {
         ))
         .expect("prepare");
         Spi::run(
-            "INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, method)
-             SELECT t, l.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, l.id, 'GET'
+            "INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, link_kind, method)
+             SELECT t, l.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, l.id, l.kind, 'GET'
                FROM smslink.link l JOIN smslink.message m ON m.id = l.message_id,
                     (VALUES (timestamptz '2031-05-10 12:00+00'), (timestamptz '2031-05-31 23:59+00'),
                             (timestamptz '2031-06-01 00:00+00')) v(t)",

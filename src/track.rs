@@ -54,13 +54,14 @@ fn click_sql(context: bool) -> String {
                          $8::jsonb[], $9::text[])
            WITH ORDINALITY AS i(link_id, host, method, ip, user_agent, referrer, headers, device, ord)
 ), x AS (
-    SELECT i.*, $1::timestamptz AS at, l.brand_id, l.message_id, m.campaign_id, m.variant_id,
+    SELECT i.*, $1::timestamptz AS at, l.brand_id, l.message_id, l.kind AS link_kind,
+           m.campaign_id, m.variant_id,
            m.subscriber_id, m.delivered_at,
            l.expires_at IS NOT NULL AND l.expires_at <= $1 AS expired,
            CASE WHEN l.expires_at IS NOT NULL AND l.expires_at <= $1
                 THEN coalesce(l.fallback_url, c.fallback_url, d.fallback_url)
                 ELSE l.destination END AS location,
-           extract(epoch FROM $1 - m.delivered_at)::float8 AS seconds
+           extract(epoch FROM $1 - m.delivered_at)::float8 AS seconds, c.click_param
       FROM input i
       JOIN smslink.link l ON l.id = i.link_id
       JOIN smslink.domain d ON d.id = l.domain_id AND d.host = i.host
@@ -75,9 +76,9 @@ fn click_sql(context: bool) -> String {
       FROM judged j
 ), target AS MATERIALIZED (
     SELECT j.ord, nextval('smslink.click_id_seq') AS click_id, j.v[1] = 'human' AS human,
-           j.link_id, j.brand_id, j.message_id, j.campaign_id, j.variant_id, j.subscriber_id,
+           j.link_id, j.link_kind, j.brand_id, j.message_id, j.campaign_id, j.variant_id, j.subscriber_id,
            j.method, j.ip, j.user_agent, j.referrer, j.headers, j.device, j.v[1] AS class,
-           j.v[2:] AS reasons, j.expired, j.location, j.seconds
+           j.v[2:] AS reasons, j.expired, j.location, j.seconds, j.click_param
       FROM verdict j
      ORDER BY j.ord -- click ids follow the batch's order (nextval runs after the sort)
 ), candidate AS (
@@ -96,10 +97,10 @@ fn click_sql(context: bool) -> String {
     RETURNING m.id
 ), logged AS (
     INSERT INTO smslink.click (id, clicked_at, brand_id, campaign_id, variant_id, message_id,
-           subscriber_id, link_id, method, ip, user_agent, referrer, headers, device, class, reasons,
+           subscriber_id, link_id, link_kind, method, ip, user_agent, referrer, headers, device, class, reasons,
            seconds_since_delivery, is_first, expired)
     SELECT t.click_id, $1, t.brand_id, t.campaign_id, t.variant_id, t.message_id, t.subscriber_id,
-           t.link_id, t.method, t.ip, t.user_agent, t.referrer, t.headers, t.device, t.class,
+           t.link_id, t.link_kind, t.method, t.ip, t.user_agent, t.referrer, t.headers, t.device, t.class,
            t.reasons, t.seconds,
            EXISTS (SELECT 1 FROM claim JOIN candidate k ON k.message_id = claim.id
                     WHERE claim.id = t.message_id AND k.ord = t.ord),
@@ -107,7 +108,18 @@ fn click_sql(context: bool) -> String {
       FROM target t
     RETURNING id
 )
-SELECT t.ord, t.click_id, t.location, t.class FROM target t JOIN logged ON logged.id = t.click_id"
+-- The landing URL: macros and the campaign's click parameter, looked up only when there are any.
+SELECT t.ord, t.click_id,
+       CASE WHEN t.click_param IS NULL AND strpos(t.location, '{{') = 0
+                 AND strpos(t.location, '%7B') = 0 AND strpos(t.location, '%7b') = 0
+            THEN t.location
+            ELSE smslink.expand_destination(t.location, t.click_param, t.click_id,
+                     (SELECT s.external_key FROM smslink.subscriber s WHERE s.id = t.subscriber_id),
+                     t.campaign_id,
+                     (SELECT v.key FROM smslink.variant v WHERE v.id = t.variant_id),
+                     t.message_id) END,
+       t.class
+  FROM target t JOIN logged ON logged.id = t.click_id"
     );
     context_sql(&sql, "$1", "o.clicked_at <= $1", "$10", "$11")
 }

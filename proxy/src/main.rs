@@ -6,6 +6,8 @@
 //! CR/LF cannot be built, so nothing can be injected. A database that cannot be reached gives 503
 //! with `Retry-After`, never a hang or a panic. `/healthz` checks the database; `/metrics` serves
 //! Prometheus text (requests by route and status, latency histogram, pool use, database errors).
+//! `GET`/`POST /p` (server-side postback) and `GET /px.gif` (pixel) record signed conversions
+//! through one call to `smslink.record_postback` (see `convert`).
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 mod batch;
+mod convert;
 mod serve;
 
 /// Request headers passed to the classifier.
@@ -79,7 +82,7 @@ struct Args {
     tls_key: Option<std::path::PathBuf>,
 }
 
-struct App {
+pub(crate) struct App {
     pool: Pool,
     queue: mpsc::Sender<batch::Click>,
     max_path: usize,
@@ -201,7 +204,7 @@ fn reply(status: StatusCode, location: Option<HeaderValue>) -> Response<Body> {
     r
 }
 
-fn unavailable() -> Response<Body> {
+pub(crate) fn unavailable() -> Response<Body> {
     let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, None);
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -399,6 +402,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(
+            "/p",
+            get(convert::postback)
+                .post(convert::postback)
+                .layer(axum::extract::DefaultBodyLimit::max(convert::MAX_BODY)),
+        )
+        .route("/px.gif", get(convert::pixel))
         .route("/{prefix}/{token}", get(redirect))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

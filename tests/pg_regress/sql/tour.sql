@@ -73,8 +73,8 @@ SELECT status, delivered_at FROM smslink.message WHERE id = 5;
 -- Clicks (captured by track_click in a later release) can be written with plain SQL too. A click
 -- for a month with no partition lands in the default partition; ensure_partitions creates this
 -- month, next month and that month, and moves the row.
-INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, method, user_agent)
-SELECT t, l.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, l.id, 'GET', 'Mozilla/5.0 (iPhone)'
+INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, link_kind, method, user_agent)
+SELECT t, l.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, l.id, l.kind, 'GET', 'Mozilla/5.0 (iPhone)'
   FROM smslink.link l JOIN smslink.message m ON m.id = l.message_id,
        (VALUES (timestamptz '2025-03-15 12:00+00'), (now())) v(t)
  WHERE l.message_id = 1 AND l.position = 1;
