@@ -531,46 +531,13 @@ fn solve_chain(channels: &[u32], transitions: &[Transition]) -> (f64, Vec<f64>) 
     (p, effects)
 }
 
-/// Inverse of the `s × s` row-major matrix `a` by Gauss–Jordan elimination with partial
-/// pivoting; `None` when a pivot is (numerically) zero or the result is not finite.
-fn invert(mut a: Vec<f64>, s: usize) -> Option<Vec<f64>> {
-    const TINY: f64 = 1e-13;
-    let mut inv = vec![0.0; s * s];
-    for i in 0..s {
-        inv[i * s + i] = 1.0;
-    }
-    for col in 0..s {
-        let pivot_row =
-            (col..s).max_by(|&x, &y| a[x * s + col].abs().total_cmp(&a[y * s + col].abs()))?;
-        let pivot = a[pivot_row * s + col];
-        if !pivot.is_finite() || pivot.abs() < TINY {
-            return None;
-        }
-        if pivot_row != col {
-            for j in 0..s {
-                a.swap(pivot_row * s + j, col * s + j);
-                inv.swap(pivot_row * s + j, col * s + j);
-            }
-        }
-        for j in 0..s {
-            a[col * s + j] /= pivot;
-            inv[col * s + j] /= pivot;
-        }
-        for row in 0..s {
-            if row == col {
-                continue;
-            }
-            let f = a[row * s + col];
-            if f == 0.0 {
-                continue;
-            }
-            for j in 0..s {
-                a[row * s + j] -= f * a[col * s + j];
-                inv[row * s + j] -= f * inv[col * s + j];
-            }
-        }
-    }
-    inv.iter().all(|v| v.is_finite()).then_some(inv)
+/// Inverse of the `s × s` row-major matrix `a` (nalgebra's LU decomposition with partial
+/// pivoting), row-major; `None` when the matrix is singular or the result is not finite.
+fn invert(a: Vec<f64>, s: usize) -> Option<Vec<f64>> {
+    let inv = nalgebra::DMatrix::from_row_slice(s, s, &a).try_inverse()?;
+    // nalgebra is column-major: transpose to read it out row by row.
+    let rows: Vec<f64> = inv.transpose().as_slice().to_vec();
+    rows.iter().all(|v| v.is_finite()).then_some(rows)
 }
 
 impl MarkovFit {

@@ -17,7 +17,7 @@ pub const MACROS: [&str; 5] = ["click_id", "subscriber", "campaign", "variant", 
 pub const MAX_CLICK_PARAM: usize = 256;
 
 /// RFC 3986 unreserved characters stay as they are; everything else is escaped.
-const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

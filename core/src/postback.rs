@@ -5,7 +5,8 @@
 //! ```text
 //! sig = hex(HMAC-SHA256(secret, canonical))
 //! canonical = every parameter except `sig`, sorted by name (bytewise), each written as
-//!             name=value with application/x-www-form-urlencoded escaping, joined by '&'
+//!             name=value with RFC 3986 escaping (letters, digits and -._~ as they are, every
+//!             other UTF-8 byte as %XX in upper-case hex), joined by '&'
 //! ```
 //!
 //! Sorting and re-escaping make the signature independent of the order the sender wrote the
@@ -40,11 +41,13 @@ pub fn canonical(params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> =
         params.iter().filter(|(k, _)| k != SIGNATURE).collect();
     sorted.sort();
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in sorted {
-        out.append_pair(k, v);
-    }
-    out.finish()
+    let escape =
+        |s: &str| percent_encoding::utf8_percent_encode(s, crate::landing::VALUE).to_string();
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn mac(secret: &str) -> HmacSha256 {
@@ -180,10 +183,11 @@ mod tests {
             ("sig", "abc"),
             ("event", "add to cart"),
             ("click_id", "7"),
+            ("note", "a~b*c/é"),
         ]);
         assert_eq!(
             canonical(&params),
-            "click_id=7&event=add+to+cart&value=12.50"
+            "click_id=7&event=add%20to%20cart&note=a~b%2Ac%2F%C3%A9&value=12.50"
         );
     }
 
