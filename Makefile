@@ -1,5 +1,5 @@
 # The entry points named in the README. Each does its own set-up on a fresh Debian 12 machine.
-.PHONY: demo test bench bench-redirect accuracy
+.PHONY: demo test bench bench-redirect bench-attribution accuracy
 
 demo:   ## build, start a local cluster, prepare and deliver a 10,000-message campaign
 	bash scripts/demo.sh
@@ -12,6 +12,9 @@ bench:  ## token codec and prepare_messages benchmarks, as ratios against same-r
 
 bench-redirect:  ## the click path over HTTP vs pgbench, nginx and forged-token ceilings (wrk)
 	bash scripts/bench-redirect.sh
+
+bench-attribution:  ## attribute() over a month of a generated 10M-message year vs hand-written SQL
+	bash scripts/bench-attribution.sh
 
 accuracy:  ## the click classifier's precision and recall on the evaluation corpus and scenarios
 	cargo test -q -p smslink-core --test accuracy -- --nocapture

@@ -12,7 +12,7 @@ PG_MAJOR="$(toml pg_major)"
 PG_CONFIG="$(toml pg_config)"
 PGPORT="${SMSLINK_PGPORT:-$(toml port)}"
 PGBIN="$("$PG_CONFIG" --bindir 2>/dev/null || echo "/usr/lib/postgresql/$PG_MAJOR/bin")"
-PGDATA="$ROOT/target/pgdata"
+PGDATA="${SMSLINK_PGDATA:-$ROOT/target/pgdata}"
 PGSOCK="/tmp/smslink-$PGPORT"
 export PGHOST="$PGSOCK" PGPORT PGUSER=postgres
 

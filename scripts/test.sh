@@ -215,7 +215,13 @@ proxy_e2e() {
   sig=$(sign "{\"click_id\": \"$kid\", \"event\": \"signup\", \"external_id\": \"e2e-signup-1\"}")
   check "pixel: 1x1 GIF, recorded" "$(curl -s -o "$ROOT/target/px.gif" -w '%{http_code} %{content_type} %{size_download}' "http://127.0.0.1:$port/px.gif?click_id=$kid&event=signup&external_id=e2e-signup-1&sig=$sig") $(head -c 6 "$ROOT/target/px.gif") $(sql "SELECT event || ':' || (properties->>'source') FROM smslink.conversion WHERE external_id = 'e2e-signup-1'")" "200 image/gif 43 GIF89a signup:pixel"
   check "pixel: tampered 401, still a GIF" "$(curl -s -o /dev/null -w '%{http_code} %{content_type}' "http://127.0.0.1:$port/px.gif?click_id=$kid&event=purchase&external_id=e2e-signup-1&sig=$sig")" "401 image/gif"
-  check "conversions written: 2" "$(sql "SELECT count(*) FROM smslink.conversion")" "2"
+  # Signed outside the database, exactly as docs/conversions.md says (openssl, sorted RFC 3986 pairs).
+  local secret canonical
+  secret=$(sql "SELECT p.secret FROM smslink.postback_secret p JOIN smslink.brand b ON b.id = p.brand_id WHERE b.name = 'E2E'")
+  canonical="click_id=$kid&coupon=SPRING%20SALE&currency=EUR&external_id=e2e-order-9&value=7.00"
+  sig=$(printf '%s' "$canonical" | openssl dgst -sha256 -hmac "$secret" | sed 's/.*= //')
+  check "postback: signed with openssl (documented algorithm)" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/p?value=7.00&external_id=e2e-order-9&currency=EUR&coupon=SPRING+SALE&click_id=$kid&sig=$sig")" "200"
+  check "conversions written: 3" "$(sql "SELECT count(*) FROM smslink.conversion")" "3"
   # Database down: 503 with Retry-After, then recovery once it is back.
   as_owner "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
   out=$(curl -s -D - -o /dev/null -m 5 "${H[@]}" "http://127.0.0.1:$port/c/$t1" | tr -d '\r' | grep -iE '^(HTTP|retry-after)' | tr '\n' ' ')
