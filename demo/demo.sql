@@ -11,6 +11,10 @@ SELECT smslink.create_brand('Acme Outdoor') AS brand_id \gset
 SELECT smslink.add_domain(:brand_id, 'sms.example.com') AS domain_id \gset
 UPDATE smslink.brand SET optout_url_pattern = '/(stop|unsubscribe|optout)\b' WHERE id = :brand_id;
 SELECT smslink.create_campaign(:brand_id, 'Black Friday 2026', '{A,B}') AS campaign_id \gset
+-- Landing pages learn the click id (smsclid=...), and the shop posts orders back, signed with
+-- the brand's postback secret (step 8).
+UPDATE smslink.campaign SET click_param = 'smsclid={click_id}' WHERE id = :campaign_id;
+SELECT smslink.rotate_postback_secret(:brand_id) IS NOT NULL AS postback_secret_created \gset
 SELECT b.name AS brand, d.host AS short_domain, d.prefix, d.token_length, c.name AS campaign,
        (SELECT string_agg(v.key, ', ' ORDER BY v.id) FROM smslink.variant v WHERE v.campaign_id = c.id) AS variants
   FROM smslink.campaign c JOIN smslink.brand b ON b.id = c.brand_id JOIN smslink.domain d ON d.brand_id = b.id
@@ -130,6 +134,31 @@ UNION ALL SELECT 2, 'bot', cta, 'GET', NULL, 'python-requests/2.31.0', '198.51.1
 UNION ALL SELECT 2, 'forged', '1' || substr(md5(i::text), 1, 8), 'GET', NULL, 'python-requests/2.31.0', '198.51.100.7'
   FROM generate_series(1, 500) i;
 SELECT truth, count(*) AS taps FROM demo_tap GROUP BY truth ORDER BY truth;
+-- Whose phone each tap comes from (demo.sh matches landing URLs to buyers with it).
+ALTER TABLE demo_tap ADD COLUMN who text, ADD COLUMN kind text;
+UPDATE demo_tap t SET who = s.external_key, kind = l.kind
+  FROM smslink.link l JOIN smslink.message m ON m.id = l.message_id
+  JOIN smslink.subscriber s ON s.id = m.subscriber_id
+ WHERE l.token = t.token;
+-- Who buys after the send, and how (step 8):
+-- - web: a third of the human clickers order on the landing page; the shop's server sends a
+--   signed postback with the click id it read from the landing URL;
+-- - phone: a tenth of the clickers order by phone; the call centre records the order with
+--   smslink.record_conversion (no click id);
+-- - store: 1.5% of delivered subscribers who never tapped buy in a store (record_conversion);
+-- - emailed: 30% of buyers, and 3% of everyone else, also clicked the newsletter (touchpoints).
+CREATE TABLE demo_buyer AS
+SELECT s.external_key AS who, p.subscriber_id,
+       CASE WHEN p.clicker AND p.z1 < 0.33 THEN 'web'
+            WHEN p.clicker AND p.z1 < 0.43 THEN 'phone'
+            WHEN NOT p.clicker AND p.f > 0.021 AND p.r > 0.3 AND p.z1 < 0.015 THEN 'store' END AS via,
+       round((20 + 180 * p.z2)::numeric, 2) AS value,
+       p.u2 > 0.7 AS emailed
+  FROM demo_plan p JOIN smslink.subscriber s ON s.id = p.subscriber_id;
+DELETE FROM demo_buyer WHERE via IS NULL AND NOT (emailed AND subscriber_id % 10 = 0);
+SELECT coalesce(via, '(none: newsletter click only)') AS buys_via, count(*) AS subscribers,
+       count(*) FILTER (WHERE emailed) AS also_clicked_the_newsletter
+  FROM demo_buyer GROUP BY via ORDER BY via;
 -- A random sending order, fixed once, that demo.sh deals out to its clients.
 ALTER TABLE demo_tap ADD COLUMN n bigint;
 UPDATE demo_tap SET n = o.n FROM (SELECT ctid, row_number() OVER (ORDER BY random()) AS n FROM demo_tap) o

@@ -75,3 +75,40 @@ SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM deli
        count(*) AS delivered
   FROM smslink.message WHERE status = 'delivered';
 SELECT failure_reason, count(*) FROM smslink.message WHERE status = 'failed' GROUP BY 1 ORDER BY 1;
+
+\echo '== 8. Conversions and attribution'
+SELECT coalesce(properties->>'source', 'api') AS source, count(*) AS conversions,
+       count(*) FILTER (WHERE click_id IS NOT NULL) AS with_click_id, sum(value) AS revenue
+  FROM smslink.conversion GROUP BY 1 ORDER BY 1;
+\echo 'Conversions credited by each model (touch = channel and variant; click window 7 days)'
+CREATE TEMP TABLE credit AS
+SELECT m.model, coalesce(s.channel || coalesce(' ' || v.key, ''), '(unattributed)') AS touch,
+       s.conversions, s.revenue
+  FROM (VALUES ('last_click'), ('windowed'), ('linear'), ('time_decay'), ('position_based'), ('markov')) m(model)
+ CROSS JOIN LATERAL smslink.attribution_summary(m.model, now() - interval '1 day', now() + interval '1 minute',
+           view_window => CASE WHEN m.model = 'windowed' THEN interval '24 hours' END) s
+  LEFT JOIN smslink.variant v ON v.id = s.variant_id;
+SELECT touch,
+       round(sum(conversions) FILTER (WHERE model = 'last_click')::numeric, 1) AS last_click,
+       round(sum(conversions) FILTER (WHERE model = 'windowed')::numeric, 1) AS windowed_24h_view,
+       round(sum(conversions) FILTER (WHERE model = 'linear')::numeric, 1) AS linear,
+       round(sum(conversions) FILTER (WHERE model = 'time_decay')::numeric, 1) AS time_decay,
+       round(sum(conversions) FILTER (WHERE model = 'position_based')::numeric, 1) AS position_based,
+       round(sum(conversions) FILTER (WHERE model = 'markov')::numeric, 1) AS markov
+  FROM credit GROUP BY touch ORDER BY touch = '(unattributed)', touch;
+\echo 'Revenue credited by each model (USD)'
+SELECT touch,
+       round(sum(revenue) FILTER (WHERE model = 'last_click'), 2) AS last_click,
+       round(sum(revenue) FILTER (WHERE model = 'windowed'), 2) AS windowed_24h_view,
+       round(sum(revenue) FILTER (WHERE model = 'linear'), 2) AS linear,
+       round(sum(revenue) FILTER (WHERE model = 'time_decay'), 2) AS time_decay,
+       round(sum(revenue) FILTER (WHERE model = 'position_based'), 2) AS position_based,
+       round(sum(revenue) FILTER (WHERE model = 'markov'), 2) AS markov
+  FROM credit GROUP BY touch ORDER BY touch = '(unattributed)', touch;
+\echo 'Every model accounts for every conversion and every dollar:'
+SELECT model, round(sum(conversions)::numeric, 6) AS conversions, sum(revenue) AS revenue
+  FROM credit GROUP BY model ORDER BY model;
+\echo 'Markov chain: removal effects (exact, from the absorbing chain) and transition rows'
+SELECT state, round(removal_effect::numeric, 4) AS removal_effect, round(share::numeric, 4) AS share,
+       round(conversions::numeric, 1) AS conversions, transitions
+  FROM smslink.markov_removal_effects(now() - interval '1 day', now() + interval '1 minute') ORDER BY state;

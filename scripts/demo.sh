@@ -8,7 +8,9 @@
 #    track_click(s), and trusting X-Forwarded-For from loopback (so each phone's address is logged);
 # 3. curl sends every planned tap, 4 clients at a time: previews and prefetches first, then first
 #    taps (and a scanner's forged tokens), then repeat taps;
-# 4. demo/report.sql: clicks by class, CTR, and totals.
+# 4. the shop posts web orders back to the proxy's /p, signed, with the click id it read from the
+#    landing URL; demo/conversions.sql records phone and store orders and newsletter clicks;
+# 5. demo/report.sql: clicks by class, CTR, totals, and attribution by model side by side.
 source "$(dirname "$0")/common.sh"
 PORT="${DEMO_PORT:-18180}"
 CLIENTS=4
@@ -54,9 +56,13 @@ for phase in 1 2 3; do
                CASE WHEN method = 'HEAD' THEN 'head' || chr(10) ELSE '' END ||
                CASE WHEN purpose IS NOT NULL THEN format('header = \"Sec-Purpose: %s\"', purpose) || chr(10) ELSE '' END ||
                'output = \"/dev/null\"' || chr(10) ||
-               'write-out = \"%%{http_code}\\n\"', token, agent, ip),
+               'write-out = \"%%{http_code} %%{redirect_url}\\n\"', token, agent, ip),
              chr(10) || 'next' || chr(10) ORDER BY n)
         FROM demo_tap WHERE phase = $phase AND n % $CLIENTS = $client" > "$DIR/phase$phase.$client.cfg"
+    # Who sent each of those taps, in the same order: the shop matches landing URLs to buyers.
+    psql_q -At -d smslink_demo -c "
+      SELECT string_agg(concat_ws(' ', coalesce(who, '-'), truth, coalesce(kind, '-')), chr(10) ORDER BY n)
+        FROM demo_tap WHERE phase = $phase AND n % $CLIENTS = $client" > "$DIR/phase$phase.$client.who"
   done
 done
 
@@ -71,16 +77,45 @@ for phase in 1 2 3; do
   for p in "${pids[@]}"; do wait "$p" || die "a curl client failed (see $DIR)"; done
 done
 finished=$(date +%s.%N)
-echo "HTTP replies (status x count): $(cat "$DIR"/*.codes | sort | uniq -c | awk '{print $2 " x" $1}' | paste -sd ' ')"
+codes() { cat "$DIR"/*.codes | awk '{print $1}' | sort | uniq -c | awk '{print $2 " x" $1}' | paste -sd ' '; }
+echo "HTTP replies (status x count): $(codes)"
 # Every planned tap on a real link must be a redirect, and every forged token a 404.
 expected=$(psql_q -At -d smslink_demo -c "
   SELECT format('302 x%s 404 x%s', count(*) FILTER (WHERE truth <> 'forged'), count(*) FILTER (WHERE truth = 'forged'))
     FROM demo_tap")
-[ "$(cat "$DIR"/*.codes | sort | uniq -c | awk '{print $2 " x" $1}' | paste -sd ' ')" = "$expected" ] \
+[ "$(codes)" = "$expected" ] \
   || die "HTTP replies differ from the plan ($expected)"
 awk -v a="$started" -v b="$finished" -v n="$(cat "$DIR"/*.codes | wc -l)" \
   'BEGIN { printf "%d requests in %.1f s with %d clients (curl, one request at a time each)\n", n, b - a, 4 }'
 echo "proxy metrics: $(curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^smslink_proxy_requests_total' | paste -sd ' ')"
+
+# 8. Conversions. The shop's server reads smsclid from each landing URL a buyer arrived on and
+#    posts the order back, signed with the brand's secret (HMAC-SHA256 over the sorted
+#    parameters, as docs/conversions.md says; computed here with openssl, as any shop could).
+log "the shop posts web orders back to /p, signed, with the click id from the landing URL"
+secret=$(psql_q -At -d smslink_demo -c "SELECT secret FROM smslink.postback_secret")
+psql_q -At -F ' ' -d smslink_demo -c "SELECT who, value FROM demo_buyer WHERE via = 'web' ORDER BY who" > "$DIR/web_buyers"
+# "who click_id" for every human tap on a CTA that was redirected (first landing per subscriber).
+for f in "$DIR"/phase2.*.cfg; do paste -d ' ' "${f%.cfg}.who" "$f.codes"; done \
+  | awk '$2 == "human" && $3 == "cta" && $4 == "302" && match($5, /smsclid=[0-9]+/) {
+           print $1, substr($5, RSTART + 8, RLENGTH - 8) }' | LC_ALL=C sort -u -k1,1 > "$DIR/landings"
+postback() { # postback CLICK_ID EXTERNAL_ID VALUE [SIG]: prints the HTTP status
+  local canonical="click_id=$1&currency=USD&event=purchase&external_id=$2&value=$3" sig
+  sig=${4:-$(printf '%s' "$canonical" | openssl dgst -sha256 -hmac "$secret" | sed 's/.*= //')}
+  curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$PORT/p?$canonical&sig=$sig"
+}
+LC_ALL=C join "$DIR/landings" "$DIR/web_buyers" | while read -r who kid value; do
+  postback "$kid" "web-${who#+}" "$value"
+done > "$DIR/postbacks"
+echo "postbacks (status x count): $(sort "$DIR/postbacks" | uniq -c | awk '{print $2 " x" $1}' | paste -sd ' ')"
+read -r who kid value < <(LC_ALL=C join "$DIR/landings" "$DIR/web_buyers" | head -n1)
+echo "the same postback again: $(postback "$kid" "web-${who#+}" "$value") (idempotent: no new row)"
+echo "a tampered postback (value changed after signing): $(postback "$kid" "web-${who#+}" "1.00" \
+  "$(printf '%s' "click_id=$kid&currency=USD&event=purchase&external_id=web-${who#+}&value=$value" | openssl dgst -sha256 -hmac "$secret" | sed 's/.*= //')")"
+echo "an unsigned postback: $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/p?click_id=$kid&external_id=x&value=5&currency=USD")"
+[ "$(sort -u "$DIR/postbacks")" = "200" ] || die "a postback was refused (see $DIR/postbacks)"
+log "phone and store orders through record_conversion, newsletter clicks through record_touchpoint"
+psql_q -d smslink_demo -f demo/conversions.sql
 
 psql_q -d smslink_demo -f demo/report.sql
 log "demo finished (re-run to start over; docs/operations.md shows how to look around)"
