@@ -191,4 +191,163 @@ mod tests {
             0
         );
     }
+
+    /// Random histories (several seeds): the attribution functions agree with plain-SQL reference
+    /// queries over `smslink.touch` for last_click, first_click and windowed with view-through,
+    /// linear credits are 1/n of the eligible touches, and every model's credits sum to 1.
+    #[pg_test]
+    fn attribution_matches_plain_sql_on_random_histories() {
+        let c = campaign();
+        Spi::run(&format!(
+            "CREATE TEMP TABLE ctx AS SELECT c.brand_id AS b, c.id AS c,
+                    (SELECT min(id) FROM smslink.variant WHERE campaign_id = c.id) AS v
+               FROM smslink.campaign c WHERE c.id = {c}"
+        ))
+        .expect("ctx");
+        for seed in [0.11, 0.37, 0.73] {
+            Spi::run(&format!(
+                "SELECT setseed({seed});
+                 DELETE FROM smslink.conversion; DELETE FROM smslink.touchpoint;
+                 DELETE FROM smslink.click; DELETE FROM smslink.message;
+                 INSERT INTO smslink.subscriber (brand_id, external_key)
+                 SELECT b, 'r' || i FROM ctx, generate_series(1, 60) i ON CONFLICT DO NOTHING;
+                 -- Messages delivered over two weeks (some holdouts, some undelivered).
+                 INSERT INTO smslink.message (brand_id, campaign_id, variant_id, subscriber_id, status, delivered_at, is_holdout)
+                 SELECT ctx.b, ctx.c, ctx.v, s.id, 'delivered',
+                        timestamptz '2030-01-01' + random() * interval '14 days', random() < 0.1
+                   FROM ctx, smslink.subscriber s, generate_series(1, 3)
+                  WHERE s.brand_id = ctx.b AND random() < 0.7;
+                 -- Clicks of every class and link kind, at whole minutes so that ties happen.
+                 INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id,
+                        subscriber_id, link_id, link_kind, method, class)
+                 SELECT date_trunc('minute', m.delivered_at + random() * interval '3 days'), m.brand_id,
+                        m.campaign_id, m.variant_id, m.id, m.subscriber_id, m.id,
+                        (ARRAY['cta', 'cta', 'secondary', 'optout'])[1 + floor(random() * 4)::int], 'GET',
+                        (ARRAY['human', 'human', 'human', 'preview', 'bot', 'scanner', 'suspect'])[1 + floor(random() * 7)::int]
+                   FROM smslink.message m, generate_series(1, 2) WHERE random() < 0.5;
+                 INSERT INTO smslink.touchpoint (brand_id, subscriber_id, channel, kind, occurred_at, external_id)
+                 SELECT ctx.b, s.id, (ARRAY['email', 'social'])[1 + floor(random() * 2)::int],
+                        (ARRAY['click', 'view'])[1 + floor(random() * 2)::int],
+                        date_trunc('minute', timestamptz '2030-01-01' + random() * interval '16 days'),
+                        'tp-' || s.id || '-' || g
+                   FROM ctx, smslink.subscriber s, generate_series(1, 4) g WHERE s.brand_id = ctx.b AND random() < 0.5;
+                 -- Ties: email clicks at the very instant of some SMS clicks.
+                 INSERT INTO smslink.touchpoint (brand_id, subscriber_id, channel, kind, occurred_at, external_id)
+                 SELECT brand_id, subscriber_id, 'email', 'click', clicked_at, 'tie-' || id
+                   FROM smslink.click WHERE random() < 0.3;
+                 INSERT INTO smslink.conversion (brand_id, subscriber_id, event, value, currency, occurred_at, external_id)
+                 SELECT ctx.b, s.id, 'purchase', round((random() * 100)::numeric, 2), 'USD',
+                        date_trunc('minute', timestamptz '2030-01-02' + random() * interval '16 days'),
+                        'o-' || s.id || '-' || g
+                   FROM ctx, smslink.subscriber s, generate_series(1, 3) g WHERE s.brand_id = ctx.b AND random() < 0.6;"
+            ))
+            .expect("random history");
+            // The reference: the extreme eligible touch by (touch_at, channel, source id).
+            let reference = |order: &str, kind_filter: &str, window: &str| {
+                format!(
+                    "SELECT k.id, t.channel, t.touch_at, t.click_id
+                       FROM smslink.conversion k
+                       LEFT JOIN LATERAL (
+                           SELECT * FROM smslink.touch t
+                            WHERE t.subscriber_id = k.subscriber_id AND {kind_filter}
+                              AND t.touch_at BETWEEN k.occurred_at - interval '{window}' AND k.occurred_at
+                            ORDER BY t.touch_at {order}, t.channel {order}, t.source_id {order} LIMIT 1) t ON true
+                      WHERE k.occurred_at >= '2030-01-03' AND k.occurred_at < '2030-01-15'"
+                )
+            };
+            let ours = |model: &str, extra: &str| {
+                format!(
+                    "SELECT a.conversion_id, a.channel, a.touch_at, a.click_id
+                       FROM smslink.attribute('{model}', '2030-01-03', '2030-01-15'{extra}) a"
+                )
+            };
+            let differ = |a: String, b: String| {
+                one_i64(&format!(
+                    "SELECT count(*) FROM (({a} EXCEPT ALL {b}) UNION ALL ({b} EXCEPT ALL {a})) d"
+                ))
+            };
+            assert!(
+                one_i64(&format!(
+                    "SELECT count(*) FROM ({}) r",
+                    reference("DESC", "t.kind = 'click'", "7 days")
+                )) > 20
+            );
+            assert_eq!(
+                differ(
+                    ours("last_click", ""),
+                    reference("DESC", "t.kind = 'click'", "7 days")
+                ),
+                0,
+                "last_click, seed {seed}"
+            );
+            assert_eq!(
+                differ(
+                    ours("first_click", ", click_window => '2 days'"),
+                    reference("ASC", "t.kind = 'click'", "2 days")
+                ),
+                0,
+                "first_click, seed {seed}"
+            );
+            // windowed: the last SMS click in 7 days, else the last delivery in 24 hours.
+            let windowed_reference = format!(
+                "SELECT r.id, coalesce(r.channel, v.channel), coalesce(r.touch_at, v.touch_at), r.click_id
+                   FROM ({}) r
+                   JOIN smslink.conversion k ON k.id = r.id
+                   LEFT JOIN LATERAL (
+                       SELECT * FROM smslink.touch t
+                        WHERE r.channel IS NULL AND t.subscriber_id = k.subscriber_id AND t.kind = 'view' AND t.channel = 'sms'
+                          AND t.touch_at BETWEEN k.occurred_at - interval '24 hours' AND k.occurred_at
+                        ORDER BY t.touch_at DESC, t.source_id DESC LIMIT 1) v ON true",
+                reference("DESC", "t.kind = 'click' AND t.channel = 'sms'", "7 days")
+            );
+            assert_eq!(
+                differ(
+                    ours("windowed", ", view_window => '24 hours'"),
+                    windowed_reference
+                ),
+                0,
+                "windowed, seed {seed}"
+            );
+            // linear: 1/n of the eligible touches; every model sums to 1 per conversion.
+            assert_eq!(
+                one_i64(
+                    "SELECT count(*) FROM smslink.attribute('linear', '2030-01-03', '2030-01-15') a
+                      JOIN smslink.conversion k ON k.id = a.conversion_id
+                     WHERE a.channel IS NOT NULL AND abs(a.credit * (
+                           SELECT count(*) FROM smslink.touch t WHERE t.subscriber_id = k.subscriber_id
+                              AND t.kind = 'click' AND t.touch_at BETWEEN k.occurred_at - interval '7 days' AND k.occurred_at) - 1) > 1e-9"
+                ),
+                0,
+                "linear, seed {seed}"
+            );
+            for model in [
+                "last_click",
+                "first_click",
+                "windowed",
+                "linear",
+                "time_decay",
+                "position_based",
+                "markov",
+            ] {
+                assert_eq!(
+                    one_i64(&format!(
+                        "SELECT count(*) FROM (SELECT a.conversion_id, sum(a.credit) AS s, sum(a.revenue) AS r, min(k.value) AS v
+                           FROM smslink.attribute('{model}', '2030-01-03', '2030-01-15', view_window => '1 day') a
+                           JOIN smslink.conversion k ON k.id = a.conversion_id GROUP BY a.conversion_id) x
+                          WHERE abs(s - 1) > 1e-9 OR r <> v"
+                    )),
+                    0,
+                    "{model} credits and revenue, seed {seed}"
+                );
+                assert_eq!(
+                    one_i64(&format!(
+                        "SELECT (SELECT count(DISTINCT conversion_id) FROM smslink.attribute('{model}', '2030-01-03', '2030-01-15'))
+                              - (SELECT count(*) FROM smslink.conversion WHERE occurred_at >= '2030-01-03' AND occurred_at < '2030-01-15')"
+                    )),
+                    0,
+                    "{model} covers every conversion, seed {seed}"
+                );
+            }
+        }
+    }
 }
