@@ -119,6 +119,15 @@ concurrency() {
   [ "$got" = "$expected" ]
 }
 
+# The attribution benchmark's generator and its agreement check, at a small scale: the history
+# generates, and smslink.attribute gives the same rows as the hand-written SQL the benchmark
+# times (bench/history/attribution.sql fails the run otherwise).
+history_check() {
+  ensure_cluster || return 1
+  bash scripts/gen-history.sh --fresh smslink_history_check 0.01 >/dev/null || return 1
+  psql_q -d smslink_history_check -v rounds=1 -f bench/history/attribution.sql | grep -E 'rows differ' || return 1
+}
+
 # The real proxy binary over real HTTP on loopback, against the test cluster, logged in as a role
 # that is only a member of smslink_proxy.
 proxy_e2e() {
@@ -253,6 +262,7 @@ step "pg_test" pg_tests
 step "pg_regress" regress
 step "dump/restore" dump_restore
 step "click concurrency" concurrency
+step "attribution vs SQL" history_check
 step "proxy e2e" proxy_e2e
 
 echo

@@ -96,7 +96,8 @@ CREATE TABLE smslink.message (
     FOREIGN KEY (subscriber_id, brand_id) REFERENCES smslink.subscriber (id, brand_id)
 );
 CREATE INDEX message_campaign_idx ON smslink.message (campaign_id, variant_id);
-CREATE INDEX message_subscriber_idx ON smslink.message (subscriber_id);
+-- By subscriber (erasure, attribution), with the delivery time for view-through lookups.
+CREATE INDEX message_subscriber_idx ON smslink.message (subscriber_id, delivered_at);
 CREATE INDEX message_delivered_idx ON smslink.message (brand_id, delivered_at) WHERE delivered_at IS NOT NULL;
 
 CREATE TABLE smslink.link (
@@ -175,6 +176,8 @@ CREATE TABLE smslink.conversion (
 );
 CREATE INDEX conversion_subscriber_idx ON smslink.conversion (subscriber_id, occurred_at);
 CREATE INDEX conversion_time_idx ON smslink.conversion (brand_id, occurred_at);
+-- Attribution over every brand reads a time range of conversions.
+CREATE INDEX conversion_occurred_idx ON smslink.conversion (occurred_at);
 
 CREATE TABLE smslink.touchpoint (
     id            bigserial PRIMARY KEY,

@@ -172,9 +172,21 @@ struct ConversionRow {
     touches: Vec<TouchRow>,
 }
 
-/// The columns of `smslink.touch` every query here reads, in this order, from alias `t`.
-const TOUCH_COLUMNS: &str =
-    "t.channel, t.kind, t.campaign_id, t.variant_id, t.message_id, t.click_id, t.campaign_ref, t.touch_at";
+/// The columns of `smslink.touch` every query here reads, in this order, from `alias`.
+fn touch_columns(alias: &str) -> String {
+    [
+        "channel",
+        "kind",
+        "campaign_id",
+        "variant_id",
+        "message_id",
+        "click_id",
+        "campaign_ref",
+        "touch_at",
+    ]
+    .map(|c| format!("{alias}.{c}"))
+    .join(", ")
+}
 
 /// Reads the touch columns starting at column `first`; None when the touch is absent (the
 /// LEFT JOIN found none).
@@ -229,35 +241,48 @@ fn conversions_with_touches(o: &Options) -> Vec<ConversionRow> {
         o.to.into(),
         window(o.params.click_window).into(),
     ];
-    let views = match (o.model, o.params.view_window) {
-        (Model::Windowed, Some(vw)) => {
-            args.push(window(vw).into());
-            format!(
-                "UNION ALL
-        SELECT {TOUCH_COLUMNS}, t.source_id FROM smslink.touch t
-         WHERE t.subscriber_id = c.subscriber_id AND t.kind = 'view' AND t.channel = 'sms'
-           AND t.touch_at >= c.occurred_at - ${} AND t.touch_at <= c.occurred_at",
-                args.len()
-            )
-        }
-        _ => String::new(),
-    };
     let (filter, filter_args) = touch_filter(o, args.len() + 1);
     args.extend(filter_args);
     let (brand, brand_arg) = brand_filter(o, args.len() + 1);
     args.extend(brand_arg);
+    // windowed's view-through: looked up only for conversions without an SMS click (the
+    // condition on t is a one-time filter per conversion).
+    let (views, view_columns, view_order) = match (o.model, o.params.view_window) {
+        (Model::Windowed, Some(vw)) => {
+            args.push(window(vw).into());
+            (
+                format!(
+                    "LEFT JOIN LATERAL (
+        SELECT {}, w.source_id FROM smslink.touch w
+         WHERE t.channel IS NULL AND w.subscriber_id = c.subscriber_id AND w.kind = 'view'
+           AND w.channel = 'sms' AND w.touch_at >= c.occurred_at - ${}
+           AND w.touch_at <= c.occurred_at{}
+        OFFSET 0
+  ) w ON true",
+                    touch_columns("w"),
+                    args.len(),
+                    filter.replace("t.channel", "w.channel")
+                ),
+                ", w.*",
+                ", w.touch_at, w.source_id",
+            )
+        }
+        _ => (String::new(), "", ""),
+    };
     let sql = format!(
-        "SELECT c.id, c.occurred_at, s.external_key, c.value, t.*
+        "SELECT c.id, c.occurred_at, s.external_key, c.value, t.*{view_columns}
   FROM smslink.conversion c
   LEFT JOIN smslink.subscriber s ON s.id = c.subscriber_id
   LEFT JOIN LATERAL (
-        SELECT {TOUCH_COLUMNS}, t.source_id FROM smslink.touch t
+        SELECT {}, t.source_id FROM smslink.touch t
          WHERE t.subscriber_id = c.subscriber_id AND t.kind = 'click'
            AND t.touch_at >= c.occurred_at - $3 AND t.touch_at <= c.occurred_at{filter}
-        {views}
+        OFFSET 0 -- keeps the lookup per conversion, on the indexes, rather than a join of all touches
   ) t ON true
+  {views}
  WHERE c.occurred_at >= $1 AND c.occurred_at < $2{brand}
- ORDER BY c.occurred_at, c.id, t.touch_at, t.channel, t.source_id"
+ ORDER BY c.occurred_at, c.id, t.touch_at, t.channel, t.source_id{view_order}",
+        touch_columns("t")
     );
     Spi::connect(|c| {
         let mut out: Vec<ConversionRow> = Vec::new();
@@ -275,7 +300,15 @@ fn conversions_with_touches(o: &Options) -> Vec<ConversionRow> {
                     touches: Vec::new(),
                 });
             }
-            if let (Some(t), Some(last)) = (touch_at_column(&row, 5), out.last_mut()) {
+            // Columns 5-13: a click touch; 14-22 (windowed only): a view-through touch.
+            let touch = touch_at_column(&row, 5).or_else(|| {
+                if view_columns.is_empty() {
+                    None
+                } else {
+                    touch_at_column(&row, 14)
+                }
+            });
+            if let (Some(t), Some(last)) = (touch, out.last_mut()) {
                 last.touches.push(t);
             }
         }
@@ -429,10 +462,11 @@ fn markov(o: &Options) -> Markov {
       FROM smslink.conversion c LEFT JOIN smslink.subscriber s ON s.id = c.subscriber_id
      WHERE c.occurred_at >= $1 - $3 AND c.occurred_at < $2{brand_conv}
     UNION ALL
-    SELECT t.subscriber_id, t.touch_at, 1, NULL, NULL, NULL, NULL, {TOUCH_COLUMNS}, t.source_id
+    SELECT t.subscriber_id, t.touch_at, 1, NULL, NULL, NULL, NULL, {}, t.source_id
       FROM smslink.touch t
      WHERE t.kind = 'click' AND t.touch_at >= $1 - $3 AND t.touch_at < $2{filter}{brand_touch}
-) x ORDER BY x.subscriber_id NULLS FIRST, x.at, x.tie DESC, x.channel, x.source_id, x.id"
+) x ORDER BY x.subscriber_id NULLS FIRST, x.at, x.tie DESC, x.channel, x.source_id, x.id",
+        touch_columns("t")
     );
     let mut states: HashMap<String, u32> = HashMap::new();
     let mut paths: Vec<(Vec<u32>, bool)> = Vec::new();

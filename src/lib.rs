@@ -60,6 +60,14 @@ ALTER FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, ti
     SET enable_seqscan = off SET enable_bitmapscan = off;
 ALTER FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz)
     SET enable_seqscan = off SET enable_bitmapscan = off;
+-- Attribution is thousands of small index lookups; compiling its plans with JIT costs more than
+-- it could ever save (50-70 ms per call on the benchmark history, BENCHMARKS.md).
+ALTER FUNCTION smslink.attribute(text, timestamptz, timestamptz, interval, interval, text[], bigint, interval, text)
+    SET jit = off;
+ALTER FUNCTION smslink.markov_removal_effects(timestamptz, timestamptz, interval, text[], bigint, text)
+    SET jit = off;
+ALTER FUNCTION smslink.markov_transitions(timestamptz, timestamptz, interval, text[], bigint, text)
+    SET jit = off;
 "#,
     name = "finalize",
     finalize
