@@ -66,10 +66,14 @@ CREATE TABLE smslink.subscriber (
     brand_id     bigint NOT NULL REFERENCES smslink.brand (id),
     external_key text NOT NULL CHECK (external_key <> ''),
     opted_out_at timestamptz,
+    -- Segments the application puts the subscriber in (breakdowns by segment).
+    segments     text[] NOT NULL DEFAULT '{}',
     created_at   timestamptz NOT NULL DEFAULT now(),
     UNIQUE (brand_id, external_key),
     UNIQUE (id, brand_id)
 );
+-- Opt-outs, for metrics that charge each one to the message it answered.
+CREATE INDEX subscriber_opted_out_idx ON smslink.subscriber (opted_out_at) WHERE opted_out_at IS NOT NULL;
 
 CREATE TABLE smslink.message (
     id             bigserial PRIMARY KEY,
@@ -95,7 +99,10 @@ CREATE TABLE smslink.message (
     FOREIGN KEY (variant_id, campaign_id) REFERENCES smslink.variant (id, campaign_id),
     FOREIGN KEY (subscriber_id, brand_id) REFERENCES smslink.subscriber (id, brand_id)
 );
-CREATE INDEX message_campaign_idx ON smslink.message (campaign_id, variant_id);
+-- Covering: metrics count a campaign's messages by status with an index-only scan.
+CREATE INDEX message_campaign_idx ON smslink.message (campaign_id, variant_id) INCLUDE (status, sent_at, delivered_at, is_holdout);
+-- Metrics over a time range select messages by send time.
+CREATE INDEX message_sent_idx ON smslink.message (sent_at);
 -- By subscriber (erasure, attribution), with the delivery time for view-through lookups.
 CREATE INDEX message_subscriber_idx ON smslink.message (subscriber_id, delivered_at);
 CREATE INDEX message_delivered_idx ON smslink.message (brand_id, delivered_at) WHERE delivered_at IS NOT NULL;

@@ -13,6 +13,7 @@ mod conversions;
 mod errors;
 mod keys;
 mod landing;
+mod metrics;
 mod postback;
 mod reclassify;
 mod segments;
@@ -27,6 +28,18 @@ extension_sql_file!(
         segments::is_http_url,
         classify::classifier_rule_check,
         landing::click_param_check
+    ]
+);
+
+// The metric functions and views (SQL and PL/pgSQL over the attribution and metrics helpers).
+extension_sql_file!(
+    "../sql/metrics.sql",
+    name = "metrics",
+    requires = [
+        "schema",
+        attribution::attribute,
+        metrics::check_classes,
+        metrics::ua_os
     ]
 );
 

@@ -106,6 +106,26 @@ pub fn device(user_agent: Option<&str>) -> Device {
     }
 }
 
+/// Operating-system family from the User-Agent: `ios`, `android`, `windows`, `macos`,
+/// `linux`, `other` (crawlers and unknown agents), or `unknown` for no User-Agent. Woothee names
+/// iPads "iPad" and iPhones "iPhone"; both are iOS here.
+pub fn os(user_agent: Option<&str>) -> &'static str {
+    let Some(ua) = user_agent.filter(|u| !u.trim().is_empty()) else {
+        return "unknown";
+    };
+    let Some(r) = woothee::parser::Parser::new().parse(ua) else {
+        return "other";
+    };
+    match r.os {
+        "iPhone" | "iPad" | "iPod" | "iOS" => "ios",
+        "Android" => "android",
+        "Mac OSX" | "Mac OS Classic" => "macos",
+        "Linux" | "ChromeOS" => "linux",
+        o if o.starts_with("Windows") => "windows",
+        _ => "other",
+    }
+}
+
 /// The host part of a Host header: trimmed, lower-cased, without a port or trailing dot.
 pub fn normalize_host(host: &str) -> String {
     let h = host.trim();
@@ -128,6 +148,22 @@ mod tests {
     const GALAXY_TAB: &str = "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
     const MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15";
     const WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+    #[test]
+    fn os_families() {
+        assert_eq!(os(Some(IPHONE)), "ios");
+        assert_eq!(os(Some(IPAD)), "ios");
+        assert_eq!(os(Some(PIXEL)), "android");
+        assert_eq!(os(Some(GALAXY_TAB)), "android");
+        assert_eq!(os(Some(MAC)), "macos");
+        assert_eq!(os(Some(WINDOWS)), "windows");
+        assert_eq!(
+            os(Some("Googlebot/2.1 (+http://www.google.com/bot.html)")),
+            "other"
+        );
+        assert_eq!(os(Some("  ")), "unknown");
+        assert_eq!(os(None), "unknown");
+    }
     const GOOGLEBOT: &str =
         "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
