@@ -1,5 +1,5 @@
 # The entry points named in the README. Each does its own set-up on a fresh Debian 12 machine.
-.PHONY: demo test bench bench-redirect bench-attribution accuracy
+.PHONY: demo test bench bench-redirect bench-attribution bench-metrics accuracy
 
 demo:   ## build, start a local cluster, prepare and deliver a 10,000-message campaign
 	bash scripts/demo.sh
@@ -14,7 +14,10 @@ bench-redirect:  ## the click path over HTTP vs pgbench, nginx and forged-token 
 	bash scripts/bench-redirect.sh
 
 bench-attribution:  ## attribute() over a month of a generated 10M-message year vs hand-written SQL
-	bash scripts/bench-attribution.sh
+	bash scripts/bench-history.sh attribution
+
+bench-metrics:  ## the metric functions on the generated history vs hand-written SQL (1M-message campaign)
+	bash scripts/bench-history.sh metrics
 
 accuracy:  ## the click classifier's precision and recall on the evaluation corpus and scenarios
 	cargo test -q -p smslink-core --test accuracy -- --nocapture

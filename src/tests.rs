@@ -350,4 +350,115 @@ mod tests {
             }
         }
     }
+
+    /// Random histories (several seeds): campaign_metrics and breakdown by hour equal a plain-SQL
+    /// reference written straight from the definitions in docs/metrics.md, for every campaign,
+    /// with the default classes and with previews included.
+    #[pg_test]
+    fn metrics_match_plain_sql_on_random_histories() {
+        Spi::run("SELECT smslink.create_brand('Acme')").expect("brand");
+        Spi::run("SELECT smslink.add_domain((SELECT id FROM smslink.brand), 'sms.acme.test')")
+            .expect("domain");
+        Spi::run(
+            "SELECT smslink.create_campaign((SELECT id FROM smslink.brand), 'c' || i, '{A,B}') FROM generate_series(1, 3) i",
+        )
+        .expect("campaigns");
+        for seed in [0.21, 0.58, 0.94] {
+            Spi::run(&format!(
+                "SELECT setseed({seed});
+                 DELETE FROM smslink.conversion; DELETE FROM smslink.click; DELETE FROM smslink.message;
+                 UPDATE smslink.subscriber SET opted_out_at = NULL;
+                 INSERT INTO smslink.subscriber (brand_id, external_key)
+                 SELECT (SELECT id FROM smslink.brand), 's' || i FROM generate_series(1, 80) i ON CONFLICT DO NOTHING;
+                 -- Messages in every status, delivered over three days, some holdouts.
+                 INSERT INTO smslink.message (brand_id, campaign_id, variant_id, subscriber_id, status, sent_at, delivered_at, failed_at, is_holdout)
+                 SELECT c.brand_id, c.id, v.id, s.id, st,
+                        CASE WHEN st <> 'queued' THEN t END,
+                        CASE WHEN st = 'delivered' THEN t + interval '5 seconds' END,
+                        CASE WHEN st IN ('failed', 'undelivered') THEN t + interval '5 seconds' END,
+                        random() < 0.05
+                   FROM smslink.campaign c JOIN smslink.variant v ON v.campaign_id = c.id
+                   CROSS JOIN smslink.subscriber s
+                   CROSS JOIN LATERAL (SELECT (ARRAY['delivered', 'delivered', 'delivered', 'delivered', 'failed', 'undelivered', 'queued', 'sent'])[1 + floor(random() * 8)::int] AS st,
+                                              timestamptz '2030-03-01' + random() * interval '3 days' AS t) x
+                  WHERE random() < 0.4;
+                 INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, link_kind, method, class)
+                 SELECT coalesce(m.delivered_at, m.sent_at) + random() * interval '2 days', m.brand_id, m.campaign_id, m.variant_id,
+                        m.id, m.subscriber_id, m.id,
+                        (ARRAY['cta', 'cta', 'secondary', 'optout'])[1 + floor(random() * 4)::int], 'GET',
+                        (ARRAY['human', 'human', 'human', 'preview', 'bot', 'scanner', 'suspect'])[1 + floor(random() * 7)::int]
+                   FROM smslink.message m, generate_series(1, 3) WHERE m.sent_at IS NOT NULL AND random() < 0.35;
+                 UPDATE smslink.subscriber SET opted_out_at = timestamptz '2030-03-01' + random() * interval '5 days' WHERE random() < 0.15;
+                 INSERT INTO smslink.conversion (brand_id, subscriber_id, event, value, currency, occurred_at, external_id)
+                 SELECT s.brand_id, s.id, 'purchase', round((random() * 100)::numeric, 2), 'USD',
+                        timestamptz '2030-03-01' + random() * interval '6 days', 'o-' || s.id || '-' || g
+                   FROM smslink.subscriber s, generate_series(1, 2) g WHERE random() < 0.5;"
+            ))
+            .expect("random history");
+            for classes in ["{human}", "{human,preview}"] {
+                let reference = format!(
+                    "WITH scope AS (SELECT * FROM smslink.message WHERE NOT is_holdout),
+                     counted AS (SELECT c.* FROM smslink.click c WHERE c.class = ANY('{classes}') AND c.link_kind <> 'optout'),
+                     firsts AS (SELECT m.campaign_id, extract(epoch FROM min(k.clicked_at) - m.delivered_at) AS s
+                                  FROM counted k JOIN scope m ON m.id = k.message_id WHERE m.delivered_at IS NOT NULL
+                                 GROUP BY m.id, m.campaign_id, m.delivered_at),
+                     credited AS (
+                        SELECT cv.id, cv.value, last.message_id, last.campaign_id
+                          FROM smslink.conversion cv
+                          CROSS JOIN LATERAL (SELECT k.message_id, k.campaign_id FROM smslink.click k
+                                               WHERE k.subscriber_id = cv.subscriber_id AND k.class = 'human' AND k.link_kind <> 'optout'
+                                                 AND k.clicked_at BETWEEN cv.occurred_at - interval '24 hours' AND cv.occurred_at
+                                               ORDER BY k.clicked_at DESC, k.id DESC LIMIT 1) last),
+                     optouts AS (
+                        SELECT l.id FROM smslink.subscriber o
+                          CROSS JOIN LATERAL (SELECT m0.id FROM smslink.message m0 WHERE m0.subscriber_id = o.id
+                                                 AND m0.delivered_at <= o.opted_out_at AND m0.delivered_at > o.opted_out_at - interval '7 days'
+                                               ORDER BY m0.delivered_at DESC LIMIT 1) l
+                         WHERE o.opted_out_at IS NOT NULL)
+                     SELECT c.id AS campaign_id,
+                            (SELECT count(*) FROM scope m WHERE m.campaign_id = c.id AND m.status <> 'queued') AS sent,
+                            (SELECT count(*) FROM scope m WHERE m.campaign_id = c.id AND m.status = 'delivered') AS delivered,
+                            (SELECT count(DISTINCT k.message_id) FROM counted k JOIN scope m ON m.id = k.message_id WHERE m.campaign_id = c.id) AS unique_clicks,
+                            (SELECT count(*) FROM counted k JOIN scope m ON m.id = k.message_id WHERE m.campaign_id = c.id) AS total_clicks,
+                            (SELECT count(DISTINCT x.message_id) FROM credited x JOIN scope m ON m.id = x.message_id WHERE m.campaign_id = c.id) AS converted,
+                            (SELECT count(*) FROM credited x JOIN scope m ON m.id = x.message_id WHERE m.campaign_id = c.id) AS conversions,
+                            (SELECT coalesce(sum(x.value), 0) FROM credited x JOIN scope m ON m.id = x.message_id WHERE m.campaign_id = c.id) AS revenue,
+                            (SELECT count(*) FROM optouts o JOIN scope m ON m.id = o.id WHERE m.campaign_id = c.id) AS opt_outs,
+                            (SELECT count(*) FROM smslink.click k JOIN scope m ON m.id = k.message_id WHERE m.campaign_id = c.id AND k.class <> 'human') AS non_human,
+                            (SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY f.s)::numeric, 6) FROM firsts f WHERE f.campaign_id = c.id) AS p50
+                       FROM smslink.campaign c"
+                );
+                let ours = format!(
+                    "SELECT campaign_id, sent, delivered, unique_clicks, total_clicks, clickers_converted, conversions::bigint,
+                            revenue, opt_outs, preview_hits + bot_hits + scanner_hits + suspect_hits,
+                            round(ttc_p50_seconds::numeric, 6)
+                       FROM smslink.campaign_metrics(include_classes => '{classes}')"
+                );
+                let differ = one_i64(&format!(
+                    "SELECT count(*) FROM ((({ours}) EXCEPT ALL ({reference})) UNION ALL (({reference}) EXCEPT ALL ({ours}))) d"
+                ));
+                assert_eq!(differ, 0, "campaign_metrics {classes}, seed {seed}");
+                assert!(
+                    one_i64(&format!("SELECT sum(unique_clicks + conversions + opt_outs)::bigint FROM ({reference}) r")) > 30,
+                    "the random history exercises every column (seed {seed})"
+                );
+                // By hour of delivery (or failure, or send) in a time zone with a half-hour offset.
+                let by_hour = one_i64(&format!(
+                    "WITH ours AS (SELECT key, sent, delivered, unique_clicks FROM smslink.campaign c,
+                                   smslink.breakdown(c.id, 'hour_of_day', 'Asia/Kolkata', include_classes => '{classes}')
+                                   WHERE c.name = 'c1'),
+                          ref AS (SELECT lpad(extract(hour FROM coalesce(m.delivered_at, m.failed_at, m.sent_at) AT TIME ZONE 'Asia/Kolkata')::int::text, 2, '0') AS key,
+                                         count(*) FILTER (WHERE m.status <> 'queued') AS sent,
+                                         count(*) FILTER (WHERE m.status = 'delivered') AS delivered,
+                                         count(*) FILTER (WHERE EXISTS (SELECT 1 FROM smslink.click k WHERE k.message_id = m.id
+                                                            AND k.class = ANY('{classes}') AND k.link_kind <> 'optout')) AS unique_clicks
+                                    FROM smslink.message m JOIN smslink.campaign c ON c.id = m.campaign_id
+                                   WHERE c.name = 'c1' AND NOT m.is_holdout AND coalesce(m.delivered_at, m.failed_at, m.sent_at) IS NOT NULL
+                                   GROUP BY 1)
+                     SELECT count(*) FROM ((SELECT * FROM ours EXCEPT ALL SELECT * FROM ref) UNION ALL (SELECT * FROM ref EXCEPT ALL SELECT * FROM ours)) d"
+                ));
+                assert_eq!(by_hour, 0, "breakdown by hour {classes}, seed {seed}");
+            }
+        }
+    }
 }

@@ -1,5 +1,5 @@
 -- smslink.attribute against hand-written SQL answering the same question, over one window of
--- conversions, on a generated history (bench/history/generate.sql). scripts/bench-attribution.sh
+-- conversions, on a generated history (bench/history/generate.sql). scripts/bench-history.sh
 -- runs it; variables (psql -v): from, to (timestamptz, default June 2026 UTC), rounds (default 5),
 -- baselines_only (default false: time only a0 and b0, for when smslink.attribute is missing),
 -- jit (default off).

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# `make bench-attribution`: smslink.attribute over one month of a generated year of history,
-# against hand-written SQL giving the same answer, timed in the same run (bench/history/).
+# `make bench-attribution` and `make bench-metrics`: on a generated year of history, the
+# attribution functions (bench/history/attribution.sql) or the metric functions
+# (bench/history/metrics.sql) against hand-written SQL giving the same answer, timed in the
+# same run.
+#
+#   scripts/bench-history.sh attribution|metrics
 #
 # The history (scale 1: 1 M subscribers, 10 M messages, ~1 M clicks, 100 k conversions, 300 k
 # email touchpoints) lives in database smslink_history and takes a few minutes to generate; it
@@ -20,6 +24,8 @@
 #   BENCH_SKIP_INSTALL=1  do not build and install the extension
 #   SMSLINK_PGPORT, SMSLINK_PGDATA  another cluster (see scripts/common.sh)
 source "$(dirname "$0")/common.sh"
+WHAT="${1:-attribution}"
+case "$WHAT" in attribution|metrics) ;; *) die "usage: scripts/bench-history.sh attribution|metrics" ;; esac
 SCALE="${BENCH_SCALE:-1}"
 DB="${BENCH_DB:-smslink_history}"
 FROM="${BENCH_FROM:-2026-06-01 00:00+00}"
@@ -60,6 +66,11 @@ else
   log "reusing the history in $DB (scale $SCALE, generated $(meta generated_at))"
 fi
 
+if [ "$WHAT" = metrics ]; then
+  log "metric functions vs hand-written SQL, $ROUNDS rounds"
+  psql_q -d "$DB" -v rounds="$ROUNDS" -f "$ROOT/bench/history/metrics.sql"
+  exit 0
+fi
 log "attribution over [$FROM, $TO): smslink.attribute vs hand-written SQL, $ROUNDS rounds"
 baselines_only=false
 [ -n "${BENCH_BASELINES_ONLY:-}" ] && baselines_only=true
