@@ -112,3 +112,27 @@ SELECT model, round(sum(conversions)::numeric, 6) AS conversions, sum(revenue) A
 SELECT state, round(removal_effect::numeric, 4) AS removal_effect, round(share::numeric, 4) AS share,
        round(conversions::numeric, 1) AS conversions, transitions
   FROM smslink.markov_removal_effects(now() - interval '1 day', now() + interval '1 minute') ORDER BY state;
+
+\echo '== 9. Campaign report (smslink.variant_metrics, link_metrics, time_to_click, breakdown, anomalies)'
+SELECT id AS campaign_id FROM smslink.campaign LIMIT 1 \gset
+SELECT variant, sent, delivered, round(100 * delivery_rate::numeric, 1) AS delivery_pct, unique_clicks,
+       total_clicks, round(100 * ctr::numeric, 2) AS ctr_pct, round(repeat_click_rate::numeric, 2) AS repeat,
+       clickers_converted, round(100 * ctcr::numeric, 1) AS ctcr_pct, round(conversions::numeric, 1) AS conversions,
+       round(revenue, 2) AS revenue, round(rpm, 3) AS rpm, opt_outs, round(100 * bot_share::numeric, 1) AS bot_pct,
+       round(ttc_p50_seconds::numeric / 60, 1) AS ttc_p50_min, round(ttc_p90_seconds::numeric / 60, 1) AS ttc_p90_min
+  FROM smslink.variant_metrics(:campaign_id);
+SELECT position, kind, destination, delivered, unique_clicks, total_clicks, round(100 * ctr::numeric, 2) AS ctr_pct,
+       hits, round(100 * bot_share::numeric, 1) AS bot_pct, counts_as_engagement
+  FROM smslink.link_metrics(:campaign_id);
+\echo 'Time to first click (human, CTA), 1-minute buckets: share of clickers per minute and cumulative'
+SELECT to_char(extract(epoch FROM bucket_start) / 60, 'FM90') || '-' || to_char(extract(epoch FROM bucket_end) / 60, 'FM90') || ' min' AS after,
+       clicks, rpad(repeat('#', round(200 * share)::int), 40) AS histogram,
+       to_char(100 * cumulative_share, 'FM990.0') || '%' AS cumulative
+  FROM smslink.time_to_click(:campaign_id, '1 minute', '20 minutes');
+SELECT key AS device, unique_clicks, total_clicks, round(100 * ctr::numeric, 2) AS ctr_pct,
+       round(conversions::numeric, 1) AS conversions, round(revenue, 2) AS revenue
+  FROM smslink.breakdown(:campaign_id, 'device');
+\echo 'Anomalies in the last day (none expected for a healthy send):'
+SELECT smslink.snapshot_rejections() IS NOT NULL AS rejections_snapshot_taken \gset
+SELECT kind, subject, round(observed::numeric, 3) AS observed, round(expected::numeric, 3) AS expected, message
+  FROM smslink.anomalies(now() - interval '1 day', now() + interval '1 minute');
