@@ -256,6 +256,21 @@ proxy_e2e() {
   [ "$fails" = 0 ] || { tail -n 20 "$log"; return 1; }
 }
 
+# The BI path: Debian's PostgreSQL JDBC driver against the metric functions and views, over TCP
+# on 127.0.0.1 (cluster_start listens there as well as on the socket), with bound parameters,
+# result-set metadata, known values, SQLSTATEs and column descriptions (tests/jdbc).
+jdbc() {
+  ensure_packages default-jdk-headless libpostgresql-jdbc-java || return 1
+  local db=smslink_jdbc jar=/usr/share/java/postgresql.jar out="$ROOT/target/jdbc"
+  command -v javac >/dev/null && [ -f "$jar" ] || { echo "javac or $jar missing"; return 1; }
+  ensure_cluster || return 1
+  fresh_db "$db" || return 1
+  psql_q -d "$db" -f tests/jdbc/setup.sql || return 1
+  rm -rf "$out"; mkdir -p "$out"
+  javac -d "$out" -cp "$jar" tests/jdbc/MetricsJdbcTest.java || return 1
+  java -cp "$out:$jar" MetricsJdbcTest "jdbc:postgresql://127.0.0.1:$PGPORT/$db?user=postgres&ApplicationName=smslink-jdbc-test"
+}
+
 step "fmt+clippy" hygiene
 step "core tests" core_tests
 step "pg_test" pg_tests
@@ -264,6 +279,7 @@ step "dump/restore" dump_restore
 step "click concurrency" concurrency
 step "attribution vs SQL" history_check
 step "proxy e2e" proxy_e2e
+step "jdbc" jdbc
 
 echo
 for r in "${RESULTS[@]}"; do echo "  $r"; done

@@ -241,14 +241,14 @@ RETURNS TABLE (
     bot_share float8, ttc_p50_seconds float8, ttc_p90_seconds float8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 BEGIN
-    PERFORM smslink.require_campaign(campaign_id);
+    PERFORM smslink.require_campaign(variant_metrics.campaign_id);
     RETURN QUERY
     SELECT v.id, v.key, k.sent, k.delivered, k.failed, k.delivery_rate, k.unique_clicks, k.total_clicks,
            k.ctr, k.repeat_click_rate, k.clickers_converted, k.ctcr, k.conversions, k.revenue, k.rpm,
            k.opt_outs, k.opt_out_rate, k.human_hits, k.preview_hits, k.bot_hits, k.scanner_hits,
            k.suspect_hits, k.bot_share, k.ttc_p50_seconds, k.ttc_p90_seconds
       FROM smslink.variant v
-      LEFT JOIN smslink.metrics_by('variant', ARRAY[campaign_id], from_ts, to_ts,
+      LEFT JOIN smslink.metrics_by('variant', ARRAY[variant_metrics.campaign_id], from_ts, to_ts,
                                    attribution_model, click_window, include_classes) k ON k.key::bigint = v.id
      WHERE v.campaign_id = variant_metrics.campaign_id
      ORDER BY v.id;
