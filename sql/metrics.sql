@@ -35,8 +35,6 @@ DECLARE
     click_key text;     -- for click-level dimensions, the group key of a click (alias c)
     scope text;         -- WHERE clause selecting the scope's messages (alias m)
     camps bigint[];
-    conv_from timestamptz;
-    conv_to timestamptz;
 BEGIN
     IF dimension IS NULL THEN
         RAISE EXCEPTION 'metrics: dimension must not be NULL' USING ERRCODE = '22004';
@@ -87,31 +85,34 @@ BEGIN
         CASE WHEN campaign_ids IS NOT NULL THEN format(' AND m.campaign_id = ANY(%L::bigint[])', campaign_ids) ELSE '' END,
         CASE WHEN from_ts IS NOT NULL THEN format(' AND m.sent_at >= %L::timestamptz', from_ts) ELSE '' END,
         CASE WHEN to_ts IS NOT NULL THEN format(' AND m.sent_at < %L::timestamptz', to_ts) ELSE '' END);
-    -- The campaigns in scope, and the span their conversions can fall in: from the first send to
-    -- the last delivery or click plus the click window.
+    -- The campaigns in scope (the click lookups go by campaign).
     IF campaign_ids IS NOT NULL AND from_ts IS NULL AND to_ts IS NULL THEN
         camps := campaign_ids;
     ELSE
         EXECUTE format('SELECT array_agg(DISTINCT m.campaign_id) FROM smslink.message m WHERE %s', scope) INTO camps;
     END IF;
     camps := coalesce(camps, '{}');
-    EXECUTE format('SELECT min(m.sent_at), max(greatest(m.delivered_at, m.sent_at)) FROM smslink.message m WHERE %s', scope)
-       INTO conv_from, conv_to;
-    conv_to := greatest(conv_to, (SELECT max(c.clicked_at) FROM smslink.click c WHERE c.campaign_id = ANY(camps)))
-               + click_window + interval '1 microsecond';
-    IF conv_from IS NULL OR conv_to IS NULL THEN
-        conv_from := now(); conv_to := conv_from;   -- nothing sent: no conversions to look at
-    END IF;
-
     RETURN QUERY EXECUTE format($q$
-WITH msg AS (
-    SELECT %1$s AS g,
+WITH msg_c AS (
+    SELECT %1$s AS g, m.campaign_id,
            count(*) FILTER (WHERE m.status <> 'queued') AS sent,
            count(*) FILTER (WHERE m.status = 'delivered') AS delivered,
-           count(*) FILTER (WHERE m.status IN ('failed', 'undelivered')) AS failed
+           count(*) FILTER (WHERE m.status IN ('failed', 'undelivered')) AS failed,
+           min(m.sent_at) AS lo, max(greatest(m.delivered_at, m.sent_at)) AS hi
       FROM smslink.message m %2$s
      WHERE %3$s
-     GROUP BY 1
+     GROUP BY 1, 2
+), msg AS (
+    SELECT g, sum(sent)::bigint AS sent, sum(delivered)::bigint AS delivered, sum(failed)::bigint AS failed,
+           min(lo) AS lo, max(hi) AS hi
+      FROM msg_c GROUP BY g
+), span AS (
+    -- The time span the scope's conversions can fall in: from the first send to the last
+    -- delivery or click plus the click window (read in the same pass as the counts).
+    SELECT coalesce(min(msg.lo), now()) AS lo,
+           coalesce(greatest(max(msg.hi), (SELECT max(c.clicked_at) FROM smslink.click c WHERE c.campaign_id = ANY(%9$s)))
+                    + $4 + interval '1 microsecond', now()) AS hi
+      FROM msg
 ), per_message AS (
     -- One row per clicked message (per click group for click-level dimensions).
     SELECT c.message_id, %4$s AS cg,
@@ -123,7 +124,7 @@ WITH msg AS (
            count(*) FILTER (WHERE c.class = 'scanner') AS scanner,
            count(*) FILTER (WHERE c.class = 'suspect') AS suspect
       FROM smslink.click c
-     WHERE c.campaign_id = ANY($2)
+     WHERE c.campaign_id = ANY(%9$s)
      GROUP BY 1, 2
 ), clk AS (
     SELECT coalesce(pm.cg, %1$s) AS g,
@@ -143,10 +144,10 @@ WITH msg AS (
     SELECT coalesce(%5$s, %1$s) AS g,
            count(DISTINCT a.message_id) FILTER (WHERE a.click_id IS NOT NULL) AS clickers_converted,
            sum(a.credit) AS conversions, sum(a.revenue) AS revenue
-      FROM smslink.attribute($3, $4, $5, $6) a
+      FROM smslink.attribute($3, (SELECT span.lo FROM span), (SELECT span.hi FROM span), $4) a
       JOIN smslink.message m ON m.id = a.message_id %2$s
       LEFT JOIN smslink.click c ON %6$s
-     WHERE a.campaign_id = ANY($2) AND %3$s
+     WHERE a.campaign_id = ANY(%9$s) AND %3$s
      GROUP BY 1
 ), opt AS (
     -- An opt-out answers the last message delivered to the subscriber before it, within 7 days
@@ -159,7 +160,7 @@ WITH msg AS (
              AND m0.delivered_at > o.opted_out_at - interval '7 days'
            ORDER BY m0.delivered_at DESC LIMIT 1) last
       JOIN smslink.message m ON m.id = last.id %2$s
-     WHERE %7$s AND o.opted_out_at IS NOT NULL AND o.opted_out_at >= $4 AND %3$s
+     WHERE %7$s AND o.opted_out_at IS NOT NULL AND o.opted_out_at >= (SELECT span.lo FROM span) AND %3$s
      GROUP BY 1
 ), keys AS (
     SELECT g FROM msg WHERE %7$s UNION SELECT g FROM clk UNION SELECT g FROM att UNION SELECT g FROM opt
@@ -198,8 +199,9 @@ $q$,
         CASE WHEN click_key IS NULL THEN 'false'
              ELSE 'c.id = a.click_id AND c.clicked_at = a.touch_at' END,                       -- 6
         CASE WHEN click_key IS NULL THEN 'true' ELSE 'false' END,                              -- 7
-        CASE WHEN click_key IS NULL THEN 't.g = k.g' ELSE 'true' END)                          -- 8
-    USING classes, camps, attribution_model, conv_from, conv_to, click_window;
+        CASE WHEN click_key IS NULL THEN 't.g = k.g' ELSE 'true' END,                          -- 8
+        '$2')                                                                                  -- 9
+    USING classes, camps, attribution_model, click_window;
 END
 $fn$;
 

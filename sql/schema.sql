@@ -100,7 +100,7 @@ CREATE TABLE smslink.message (
     FOREIGN KEY (subscriber_id, brand_id) REFERENCES smslink.subscriber (id, brand_id)
 );
 -- Covering: metrics count a campaign's messages by status with an index-only scan.
-CREATE INDEX message_campaign_idx ON smslink.message (campaign_id, variant_id) INCLUDE (status, sent_at, delivered_at, is_holdout);
+CREATE INDEX message_campaign_idx ON smslink.message (campaign_id, variant_id) INCLUDE (status, sent_at, delivered_at, is_holdout, id);
 -- Metrics over a time range select messages by send time.
 CREATE INDEX message_sent_idx ON smslink.message (sent_at);
 -- By subscriber (erasure, attribution), with the delivery time for view-through lookups.
