@@ -467,7 +467,9 @@ BEGIN
          ORDER BY u.id, u.at
     )
     UPDATE smslink.message m
-       SET status = 'failed', failed_at = r.at, failure_reason = r.reason
+       SET status = 'failed', failed_at = r.at, failure_reason = r.reason,
+           -- a failure receipt means the message was handed to the carrier
+           sent_at = least(coalesce(m.sent_at, r.at), r.at)
       FROM r
      WHERE m.id = r.id
        AND (m.status <> 'failed' OR m.failed_at IS DISTINCT FROM r.at

@@ -351,11 +351,12 @@ public class MetricsJdbcTest {
         }
         checkRows("time_to_click(M1, '5 minutes', '1 hour'): 12 buckets", r, buckets);
 
-        // daily_metrics, by delivery day, for the first brand.
+        // daily_metrics, by delivery day, for the first brand: M1's 8 deliveries and a9's failure
+        // (sent the same day), and M2's delivery.
         r = run("daily_metrics", "SELECT * FROM smslink.daily_metrics(?, ?, ?)",
                 ps -> { ps.setObject(1, utc(2026, 2, 1, 0)); ps.setObject(2, utc(2026, 3, 1, 0)); ps.setLong(3, b); }, DAILY);
         checkRows("daily_metrics(February, brand) in UTC", r, rows(
-                kv("day", LocalDate.of(2026, 2, 10), "sent", 9L, "delivered", 9L, "delivery_rate", 1.0, "unique_clicks", 5L,
+                kv("day", LocalDate.of(2026, 2, 10), "sent", 10L, "delivered", 9L, "delivery_rate", 0.9, "unique_clicks", 5L,
                    "total_clicks", 6L, "ctr", 5.0 / 9, "conversions", 2.0, "revenue", num("130"), "opt_outs", 1L,
                    "bot_share", 2.0 / 9)));
         r = run("daily_metrics Berlin", "SELECT * FROM smslink.daily_metrics(?, ?, ?, ?)",

@@ -116,6 +116,35 @@ SELECT count(*) FROM smslink.prepare_messages(:c3, 'A', ARRAY(SELECT 'q' || i FR
 SELECT smslink.mark_delivered(array_agg(m.id), array_agg(timestamptz '2026-02-10 09:00+00')) FROM smslink.message m WHERE m.campaign_id = :c3 \g /dev/null
 SELECT kind, subject, observed, expected, message FROM smslink.anomalies('2026-02-10', '2026-02-11');
 
+-- Every other kind of finding, in April 2026. Baselines: the 30 days before hold only the
+-- attribution test's human clicks (bot share 0, so the threshold is 0 + 0.2) and fewer than 100
+-- sends (delivery rate: the default 0.95).
+-- - Spiky: 30 hits, 20 of them bots (share 0.667 > 0.5) and 3 human clicks on expired links;
+-- - Lossy: 100 sent, 70 delivered (0.70 < 0.85);
+-- - 5,000 rejected tokens between the snapshots bracketing the range, against 10 human clicks.
+SELECT smslink.create_campaign(:b, 'Spiky') AS c4 \gset
+SELECT smslink.create_campaign(:b, 'Lossy') AS c5 \gset
+SELECT count(*) FROM smslink.prepare_messages(:c4, 'A', ARRAY(SELECT 'sp' || i FROM generate_series(1, 10) i), 'Hi https://shop.example/sp') \g /dev/null
+SELECT count(*) FROM smslink.prepare_messages(:c5, 'A', ARRAY(SELECT 'lo' || i FROM generate_series(1, 100) i), 'Hi https://shop.example/lo') \g /dev/null
+SELECT smslink.mark_delivered(array_agg(m.id), array_agg(timestamptz '2026-04-10 09:00+00')) FROM smslink.message m WHERE m.campaign_id = :c4 \g /dev/null
+SELECT smslink.mark_delivered(array_agg(m.id ORDER BY m.id), array_agg(timestamptz '2026-04-10 09:00+00'))
+  FROM (SELECT id FROM smslink.message WHERE campaign_id = :c5 ORDER BY id LIMIT 70) m \g /dev/null
+SELECT smslink.mark_failed(array_agg(m.id), array_agg(timestamptz '2026-04-10 09:00+00'), array_agg('carrier 30007'::text))
+  FROM smslink.message m WHERE m.campaign_id = :c5 AND m.status = 'queued' \g /dev/null
+INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, link_kind, method, class, expired)
+SELECT timestamptz '2026-04-10 09:30+00' + g * interval '1 minute', m.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id,
+       l.id, 'cta', 'GET', CASE WHEN g <= 20 THEN 'bot' ELSE 'human' END, g > 27
+  FROM generate_series(1, 30) g
+  JOIN LATERAL (SELECT * FROM smslink.message WHERE campaign_id = :c4 ORDER BY id OFFSET g % 10 LIMIT 1) m ON true
+  JOIN smslink.link l ON l.message_id = m.id;
+INSERT INTO smslink.rejection_snapshot VALUES ('2026-04-01 00:00+00', 100, 0), ('2026-04-20 00:00+00', 5000, 100);
+SELECT kind, subject, round(observed::numeric, 3) AS observed, round(expected::numeric, 3) AS expected, message
+  FROM smslink.anomalies('2026-04-01', '2026-05-01') ORDER BY kind, subject;
+-- snapshot_rejections records the counters now.
+SELECT smslink.snapshot_rejections() IS NOT NULL AS snapshot_taken;
+SELECT count(*) AS snapshots FROM smslink.rejection_snapshot;
+SELECT regress.err($q$SELECT * FROM smslink.anomalies('2026-05-01', '2026-04-01')$q$);
+
 -- Bad input, each with a clear error.
 SELECT regress.err(format($q$SELECT * FROM smslink.breakdown(%s, 'colour')$q$, :c));
 SELECT regress.err(format($q$SELECT * FROM smslink.breakdown(%s, 'hour_of_day', 'Mars/Olympus')$q$, :c));
