@@ -110,6 +110,10 @@ SELECT col_description('smslink.campaign_report'::regclass, attnum) AS ctr_descr
 SELECT count(*) FILTER (WHERE col_description('smslink.campaign_report'::regclass, attnum) IS NULL) AS columns_without_description
   FROM pg_attribute WHERE attrelid = 'smslink.campaign_report'::regclass AND attnum > 0;
 
+-- Every function of the extension has a description too.
+SELECT array_agg(proname) AS functions_without_description FROM pg_proc
+ WHERE pronamespace = 'smslink'::regnamespace AND obj_description(oid, 'pg_proc') IS NULL;
+
 -- Anomalies: M1's bot share (2 of 8 hits) is no spike; a campaign delivered with no clicks is.
 SELECT smslink.create_campaign(:b, 'Silent') AS c3 \gset
 SELECT count(*) FROM smslink.prepare_messages(:c3, 'A', ARRAY(SELECT 'q' || i FROM generate_series(1, 60) i), 'Hi https://shop.example/q') \g /dev/null

@@ -1,0 +1,80 @@
+-- Runs last: grants, function settings, and descriptions.
+SELECT smslink.rotate_token_key();
+REVOKE EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) TO smslink_proxy;
+REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) TO smslink_proxy;
+-- Postback secrets: only the owner rotates them or signs with them; the proxy records signed
+-- postbacks and nothing else.
+REVOKE EXECUTE ON FUNCTION smslink.rotate_postback_secret(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.sign_postback(bigint, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.record_postback(text[], text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.record_postback(text[], text[], text) TO smslink_proxy;
+-- The hot path's plans are cached per session. A month's click partition starts empty, and until
+-- autovacuum analyzes it a cached plan could scan it sequentially for every click while it fills
+-- at thousands of rows a second. Index scans are always right here (every lookup is by key,
+-- address, message or range), so these functions never plan anything else.
+ALTER FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz)
+    SET enable_seqscan = off SET enable_bitmapscan = off;
+ALTER FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz)
+    SET enable_seqscan = off SET enable_bitmapscan = off;
+-- Attribution is thousands of small index lookups; compiling its plans with JIT costs more than
+-- it could ever save (50-70 ms per call on the benchmark history, BENCHMARKS.md).
+ALTER FUNCTION smslink.attribute(text, timestamptz, timestamptz, interval, interval, text[], bigint, interval, text)
+    SET jit = off;
+ALTER FUNCTION smslink.markov_removal_effects(timestamptz, timestamptz, interval, text[], bigint, text)
+    SET jit = off;
+ALTER FUNCTION smslink.markov_transitions(timestamptz, timestamptz, interval, text[], bigint, text)
+    SET jit = off;
+
+-- Descriptions for every function that has none yet (BI tools and \df+ show them).
+DO $$
+DECLARE
+    d jsonb := '{
+ "_require_messages": "Internal: raises P0002 naming message ids that do not exist.",
+ "add_domain": "Registers a branded short domain (host, path prefix) for a brand; returns its id.",
+ "attribute": "Attribution credits of every conversion in [from_ts, to_ts) under a model (last_click, first_click, windowed, linear, time_decay, position_based, markov): one row per credited touch. docs/attribution.md.",
+ "attribution_summary": "Attribution credits summed by channel, campaign and variant.",
+ "check_classes": "Validates click class names for metrics; returns them lower-cased without repeats.",
+ "classifier_rule_check": "CHECK of smslink.classifier_rule: raises 22023 saying what to fix.",
+ "classify": "The click classifier''s verdict (class and reason codes) for a request, for testing rules.",
+ "classify_hit": "Internal to the click hot path: the classifier''s verdict for one row.",
+ "click_param_check": "CHECK of campaign.click_param: raises 22023 saying what to fix.",
+ "create_brand": "Creates a brand (tenant); returns its id.",
+ "create_campaign": "Creates a campaign with its variants; returns its id.",
+ "ensure_partitions": "Creates the monthly click partitions up to the horizon and moves rows out of the default partition.",
+ "expand_destination": "The redirect location for one click: the campaign click parameter appended and the macros {click_id}, {subscriber}, {campaign}, {variant}, {message} expanded.",
+ "is_http_url": "True for an http(s) URL that can be tracked (host, no credentials, no control characters).",
+ "link_id": "The link id a token resolves to, or NULL for a forged or malformed token.",
+ "mark_delivered": "Records delivery receipts (idempotent).",
+ "mark_failed": "Records failure receipts (idempotent).",
+ "markov_removal_effects": "The Markov attribution chain of a range: removal effect, share, conversions and transition row per state.",
+ "markov_transitions": "The Markov attribution chain''s transition matrix in long form.",
+ "prepare_message": "Creates one message for a subscriber and wraps its URLs in tracked links.",
+ "prepare_messages": "Creates messages for many subscribers in one call (opted-out subscribers skipped).",
+ "reclassify": "Re-runs the click classifier over a stretch of history and fixes first-click flags.",
+ "record_conversion": "Records a conversion, idempotent on (brand_id, external_id); returns its id.",
+ "record_postback": "Records a conversion from a signed postback or pixel (the proxy''s /p and /px.gif); 28000 when the signature does not verify.",
+ "record_touchpoint": "Records a touch from another channel (email, paid social), idempotent on (brand_id, external_id).",
+ "rejected_requests": "Rejected click requests since the extension was created, by reason.",
+ "rotate_postback_secret": "Creates or rotates a brand''s postback secret; the previous one stays valid until the next rotation.",
+ "rotate_token_key": "Makes a new token key current; older tokens keep resolving.",
+ "sign_postback": "The HMAC signature (sig) for a postback or pixel with these parameters.",
+ "sms_segments": "Encoding (GSM-7 or UCS-2), length and segment count of an SMS body.",
+ "token_for": "The token of a link id.",
+ "track_click": "The click hot path: logs one click, classifies it and answers the redirect (status, location).",
+ "track_clicks": "The click hot path for a batch of clicks in one statement and one transaction.",
+ "ua_os": "Operating-system family of a User-Agent.",
+ "wrap": "Replaces every URL of a message body with a tracked short link; returns the body, encoding and segments."
+}';
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS sig, p.proname
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'smslink'::regnamespace
+                AND pg_catalog.obj_description(p.oid, 'pg_proc') IS NULL LOOP
+        IF d ? f.proname THEN
+            EXECUTE format('COMMENT ON FUNCTION %s IS %L', f.sig, d->>f.proname);
+        END IF;
+    END LOOP;
+END $$;
