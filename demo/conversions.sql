@@ -14,3 +14,10 @@ SELECT count(smslink.record_conversion(:brand_id, who, 'purchase', value, 'USD',
                                        via || '-' || ltrim(who, '+'), NULL,
                                        jsonb_build_object('source', via))) AS orders_recorded
   FROM demo_buyer WHERE via IN ('phone', 'store');
+-- The opt-out page unsubscribes whoever tapped the opt-out link (the application's job); metrics
+-- charge each opt-out to the message it answered.
+UPDATE smslink.subscriber s SET opted_out_at = k.at
+  FROM (SELECT subscriber_id, min(clicked_at) AS at FROM smslink.click
+         WHERE link_kind = 'optout' AND class = 'human' GROUP BY 1) k
+ WHERE s.id = k.subscriber_id;
+SELECT count(*) AS opted_out FROM smslink.subscriber WHERE opted_out_at IS NOT NULL;
