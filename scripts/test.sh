@@ -271,8 +271,31 @@ jdbc() {
   java -cp "$out:$jar" MetricsJdbcTest "jdbc:postgresql://127.0.0.1:$PGPORT/$db?user=postgres&ApplicationName=smslink-jdbc-test"
 }
 
+# smslink_core::stats against SciPy and statsmodels: tests/stats/reference.py writes 300 seeded
+# cases with their expected values, and core/tests/stats_reference.rs checks every number of
+# every arm to 1e-9 relative (1e-12 absolute near 0). The Python packages live in a venv under
+# target/, installed from PyPI once.
+stats_reference() {
+  local venv="$ROOT/target/stats-venv" out="$ROOT/target/stats-reference.json"
+  if [ ! -x "$venv/bin/python" ]; then
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      rm -rf "$venv"
+      ensure_packages python3-venv python3-pip || return 1
+      python3 -m venv "$venv" || return 1
+    fi
+  fi
+  if ! "$venv/bin/python" -c "import scipy, statsmodels, numpy, mpmath" 2>/dev/null; then
+    log "installing scipy, statsmodels, numpy, mpmath into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check scipy statsmodels numpy mpmath || return 1
+  fi
+  "$venv/bin/python" tests/stats/reference.py "$out" || return 1
+  SMSLINK_STATS_REFERENCE="$out" cargo test -q -p smslink-core --release --test stats_reference
+}
+
 step "fmt+clippy" hygiene
 step "core tests" core_tests
+step "stats vs scipy" stats_reference
 step "pg_test" pg_tests
 step "pg_regress" regress
 step "dump/restore" dump_restore

@@ -11,6 +11,7 @@ mod attribution;
 mod classify;
 mod conversions;
 mod errors;
+mod experiments;
 mod keys;
 mod landing;
 mod metrics;

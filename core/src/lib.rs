@@ -9,6 +9,8 @@
 //! - [`landing`]: click-id macros in destinations and the campaign's click parameter.
 //! - [`postback`]: signed server-side postbacks and pixels (HMAC-SHA256 over canonical params).
 //! - [`segments`]: GSM-7 / UCS-2 encoding detection and SMS segment counting.
+//! - [`stats`]: A/B variant comparison of proportions (intervals, tests, probability of being
+//!   best, always-valid mSPRT inference, decision rule).
 
 pub mod attribution;
 pub mod classify;
@@ -17,5 +19,6 @@ pub mod conversion;
 pub mod landing;
 pub mod postback;
 pub mod segments;
+pub mod stats;
 pub mod token;
 pub mod wrap;

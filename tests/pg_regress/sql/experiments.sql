@@ -1,0 +1,50 @@
+-- Variant statistics: a two-variant campaign with 1,000 delivered messages each; A gets 100
+-- unique clicks (10%), B 150 (15%); a third variant C has only 50 messages (collecting).
+\pset footer off
+SET client_min_messages = warning;
+SELECT smslink.create_brand('Stats Co') AS b \gset
+SELECT smslink.add_domain(:b, 'go.stats.example') AS d \gset
+SELECT smslink.create_campaign(:b, 'Test', '{A,B,C}') AS c \gset
+SELECT count(*) FROM smslink.prepare_messages(:c, 'A', ARRAY(SELECT 'sa' || i FROM generate_series(1, 1000) i), 'Hi https://shop.example/a') \g /dev/null
+SELECT count(*) FROM smslink.prepare_messages(:c, 'B', ARRAY(SELECT 'sb' || i FROM generate_series(1, 1000) i), 'Hi https://shop.example/b') \g /dev/null
+SELECT count(*) FROM smslink.prepare_messages(:c, 'C', ARRAY(SELECT 'sc' || i FROM generate_series(1, 50) i), 'Hi https://shop.example/c') \g /dev/null
+SELECT smslink.mark_delivered(array_agg(m.id), array_agg(timestamptz '2026-05-05 12:00+00')) FROM smslink.message m WHERE m.campaign_id = :c \g /dev/null
+-- Clicks: the first 100 of A's messages, 150 of B's, 6 of C's; a bot hit on 50 more of A's
+-- (bots never count).
+INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, link_kind, method, class)
+SELECT timestamptz '2026-05-05 12:05+00', m.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, l.id, 'cta', 'GET',
+       CASE WHEN m.rank <= CASE v.key WHEN 'A' THEN 100 WHEN 'B' THEN 150 ELSE 6 END THEN 'human' ELSE 'bot' END
+  FROM (SELECT m.*, row_number() OVER (PARTITION BY m.variant_id ORDER BY m.id) AS rank FROM smslink.message m WHERE m.campaign_id = :c) m
+  JOIN smslink.variant v ON v.id = m.variant_id
+  JOIN smslink.link l ON l.message_id = m.id
+ WHERE m.rank <= CASE v.key WHEN 'A' THEN 150 WHEN 'B' THEN 150 ELSE 6 END;
+
+-- Wilson 95% for 100/1000 is [0.0829, 0.1202]; for 150/1000 [0.1292, 0.1735] (statsmodels agrees).
+-- Every decision is "collecting": C has 50 < 100 messages (the rule in docs/experiments.md).
+SELECT variant, n, successes, round(rate::numeric, 4) AS rate, round(ci_low::numeric, 4) AS ci_low,
+       round(ci_high::numeric, 4) AS ci_high, round(lift::numeric, 4) AS lift,
+       round(lift_ci_low::numeric, 4) AS lift_lo, round(lift_ci_high::numeric, 4) AS lift_hi,
+       round(rel_lift::numeric, 4) AS rel_lift, round(rel_lift_ci_low::numeric, 4) AS rel_lo,
+       round(rel_lift_ci_high::numeric, 4) AS rel_hi
+  FROM smslink.variant_stats(:c);
+SELECT variant, round(p_value::numeric, 6) AS p_value, round(chi2_p_value::numeric, 6) AS chi2_p,
+       round(prob_best::numeric, 6) AS prob_best, round(always_valid_p::numeric, 6) AS always_valid_p,
+       round(cs_low::numeric, 4) AS cs_low, round(cs_high::numeric, 4) AS cs_high, decision
+  FROM smslink.variant_stats(:c);
+-- Probabilities of being best add up to 1; the same data always gives the same numbers.
+SELECT round(sum(prob_best)::numeric, 9) AS total FROM smslink.variant_stats(:c);
+SELECT (SELECT array_agg(prob_best ORDER BY variant) FROM smslink.variant_stats(:c))
+     = (SELECT array_agg(prob_best ORDER BY variant) FROM smslink.variant_stats(:c)) AS deterministic;
+-- B as the control, at 99%.
+SELECT variant, round(lift::numeric, 4) AS lift, round(p_value::numeric, 6) AS p_value, decision
+  FROM smslink.variant_stats(:c, control_variant => 'B', confidence => 0.99);
+-- The exact column names downstream tools rely on.
+SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM (SELECT unnest(proargnames[7:]) AS attname, generate_subscripts(proargnames[7:], 1) AS attnum
+  FROM pg_proc WHERE proname = 'variant_stats') a;
+-- Bad input.
+SELECT regress.err(format($q$SELECT * FROM smslink.variant_stats(%s, 'open_rate')$q$, :c));
+SELECT regress.err(format($q$SELECT * FROM smslink.variant_stats(%s, control_variant => 'Z')$q$, :c));
+SELECT regress.err(format($q$SELECT * FROM smslink.variant_stats(%s, confidence => 1.5)$q$, :c));
+SELECT regress.err(format($q$SELECT * FROM smslink.variant_stats(%s, include_classes => '{robot}')$q$, :c));
+SELECT regress.err($q$SELECT * FROM smslink.variant_stats(NULL)$q$);
+SELECT regress.err($q$SELECT * FROM smslink.variant_stats(999999)$q$);
