@@ -1,5 +1,6 @@
 //! Pure logic of smslink, with no Postgres dependency.
 //!
+//! - [`bandit`]: Thompson allocation weights with a floor, stable subscriber buckets.
 //! - [`attribution`]: attribution models (rule-based credits, Markov removal effects, journeys).
 //! - [`token`]: the keyed, non-enumerable token codec (FF1 over base62, with redundancy bits).
 //! - [`wrap`]: finding URLs in an SMS body and replacing them with tracked short links.
@@ -13,6 +14,7 @@
 //!   best, always-valid mSPRT inference, decision rule).
 
 pub mod attribution;
+pub mod bandit;
 pub mod classify;
 pub mod click;
 pub mod conversion;
