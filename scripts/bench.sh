@@ -15,6 +15,9 @@ trap cluster_stop EXIT
 fresh_db smslink_bench
 log "prepare_messages vs bare INSERT"
 psql_q -d smslink_bench -v n="${BENCH_N:-100000}" -v rounds="${BENCH_ROUNDS:-3}" -f bench/prepare_messages.sql
+log "choose_variant vs a built-in function call (200,000 calls per round, one session)"
+fresh_db smslink_bench_bandit
+psql_q -d smslink_bench_bandit -v rounds="${BENCH_ROUNDS:-3}" -f bench/choose_variant.sql
 
 # 3. track_click against the durability ceiling, in the database (no HTTP): pgbench, same client
 #    count and duration for (b) a primary-key lookup plus a one-row insert into a table shaped like

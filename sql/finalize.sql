@@ -65,6 +65,8 @@ DECLARE
  "track_click": "The click hot path: logs one click, classifies it and answers the redirect (status, location).",
  "track_clicks": "The click hot path for a batch of clicks in one statement and one transaction.",
  "ua_os": "Operating-system family of a User-Agent.",
+ "choose_variant": "The variant to send to a subscriber: the campaign''s current allocation epoch (fixed shares or bandit weights) and the subscriber''s stable bucket among 10,000.",
+ "set_allocation": "Switches a campaign between fixed shares (weights, NULL = equal) and bandit allocation, freezing a new epoch.",
  "variant_stats": "Statistics of a campaign''s variants: Wilson intervals, lifts with intervals, z-test and chi-square p-values, probability of being best, mSPRT always-valid p-values and a decision. docs/experiments.md.",
  "wrap": "Replaces every URL of a message body with a tracked short link; returns the body, encoding and segments."
 }';

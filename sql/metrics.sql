@@ -564,3 +564,21 @@ COMMENT ON FUNCTION smslink.anomalies(timestamptz, timestamptz, interval) IS 'Fi
 COMMENT ON FUNCTION smslink.snapshot_rejections() IS 'Records the rejected-request counters now, for anomalies; schedule it every few minutes.';
 COMMENT ON FUNCTION smslink.require_campaign(bigint) IS 'Returns the campaign id, or raises P0002 for an unknown campaign (22004 for NULL).';
 COMMENT ON TABLE smslink.rejection_snapshot IS 'Rejected-request counters over time (smslink.snapshot_rejections).';
+
+-- The allocation of a campaign's sends, epoch by epoch (newest first): every variant's share,
+-- bucket range and the counts the bandit weights came from.
+CREATE FUNCTION smslink.allocation(campaign_id bigint)
+RETURNS TABLE (epoch int, started_at timestamptz, mode text, variant text, weight float8,
+               buckets int, trials bigint, successes bigint, is_current boolean)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT l.epoch, l.started_at, l.mode, u.variant, u.weight,
+           u.bound - coalesce(lag(u.bound) OVER (PARTITION BY l.epoch ORDER BY u.ord), 0),
+           u.trials, u.successes,
+           l.epoch = max(l.epoch) OVER ()
+      FROM smslink.allocation_log l
+      CROSS JOIN LATERAL unnest(l.variants, l.weights, l.bounds, l.trials, l.successes)
+           WITH ORDINALITY u(variant, weight, bound, trials, successes, ord)
+     WHERE l.campaign_id = smslink.require_campaign(allocation.campaign_id)
+     ORDER BY l.epoch DESC, u.ord
+$$;
+COMMENT ON FUNCTION smslink.allocation(bigint) IS 'A campaign''s allocation epochs (newest first): each variant''s weight, buckets of 10,000 and the counts behind bandit weights.';

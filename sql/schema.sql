@@ -45,6 +45,14 @@ CREATE TABLE smslink.campaign (
     -- Query parameters appended to every redirect of the campaign, with macros expanded, for
     -- example 'smsclid={click_id}' (see smslink.expand_destination).
     click_param        text CHECK (smslink.click_param_check(click_param)),
+    -- How choose_variant allocates sends: fixed shares (allocation_weights, NULL = equal) or a
+    -- bandit that recomputes its weights every bandit_epoch or bandit_epoch_outcomes outcomes.
+    allocation            text NOT NULL DEFAULT 'fixed' CHECK (allocation IN ('fixed', 'bandit')),
+    allocation_weights    jsonb,
+    bandit_goal           text NOT NULL DEFAULT 'clicks' CHECK (bandit_goal IN ('clicks', 'conversions')),
+    bandit_epoch          interval NOT NULL DEFAULT '5 minutes' CHECK (bandit_epoch > interval '0'),
+    bandit_epoch_outcomes int NOT NULL DEFAULT 500 CHECK (bandit_epoch_outcomes > 0),
+    bandit_floor          float8 NOT NULL DEFAULT 0.05 CHECK (bandit_floor >= 0 AND bandit_floor < 1),
     created_at         timestamptz NOT NULL DEFAULT now(),
     UNIQUE (id, brand_id),
     FOREIGN KEY (domain_id, brand_id) REFERENCES smslink.domain (id, brand_id)
@@ -222,6 +230,22 @@ SELECT t.channel, t.kind, t.brand_id, t.subscriber_id, t.occurred_at, NULL::bigi
   FROM smslink.touchpoint t;
 COMMENT ON VIEW smslink.touch IS
     'Attribution touches: SMS human clicks on non-opt-out links (click), SMS deliveries (view), and touchpoints from other channels.';
+
+-- Every allocation epoch of every campaign, frozen: which variant owns which of the 10,000
+-- subscriber buckets, and the counts the weights came from. Any send can be audited: recompute
+-- smslink.choose_variant's bucket for the subscriber and the epoch of the send.
+CREATE TABLE smslink.allocation_log (
+    campaign_id  bigint NOT NULL REFERENCES smslink.campaign (id) ON DELETE CASCADE,
+    epoch        int NOT NULL CHECK (epoch >= 1),
+    started_at   timestamptz NOT NULL,
+    mode         text NOT NULL CHECK (mode IN ('fixed', 'bandit')),
+    variants     text[] NOT NULL,
+    weights      float8[] NOT NULL,
+    bounds       int[] NOT NULL,
+    trials       bigint[],
+    successes    bigint[],
+    PRIMARY KEY (campaign_id, epoch)
+);
 
 -- Postback secrets: one per brand, for the HMAC signatures of server-side postbacks and pixels.
 -- The previous secret stays valid after a rotation until the next one, so integrations can
@@ -569,4 +593,5 @@ SELECT pg_catalog.pg_extension_config_dump('smslink.click_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('smslink.ip_range', $$WHERE source <> 'starter'$$);
 SELECT pg_catalog.pg_extension_config_dump('smslink.ip_range_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('smslink.classifier_rule', '');
+SELECT pg_catalog.pg_extension_config_dump('smslink.allocation_log', '');
 SELECT pg_catalog.pg_extension_config_dump('smslink.classifier_rule_id_seq', '');

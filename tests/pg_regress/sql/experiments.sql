@@ -48,3 +48,27 @@ SELECT regress.err(format($q$SELECT * FROM smslink.variant_stats(%s, confidence 
 SELECT regress.err(format($q$SELECT * FROM smslink.variant_stats(%s, include_classes => '{robot}')$q$, :c));
 SELECT regress.err($q$SELECT * FROM smslink.variant_stats(NULL)$q$);
 SELECT regress.err($q$SELECT * FROM smslink.variant_stats(999999)$q$);
+
+-- Allocation. A campaign starts fixed with an equal split: about a third each, and the same
+-- subscriber always gets the same variant.
+SELECT v, count(*) FROM (SELECT smslink.choose_variant(:c, 'sub-' || i) AS v FROM generate_series(1, 3000) i) x GROUP BY v ORDER BY v;
+SELECT smslink.choose_variant(:c, 'sub-7') = smslink.choose_variant(:c, 'sub-7') AS stable;
+-- Fixed shares 60/30/10.
+SELECT smslink.set_allocation(:c, 'fixed', '{"A": 6, "B": 3, "C": 1}') AS epoch;
+SELECT v, round(count(*) / 100.0) * 100 AS about FROM (SELECT smslink.choose_variant(:c, 'sub-' || i) AS v FROM generate_series(1, 10000) i) x GROUP BY v ORDER BY v;
+-- The bandit: weights from the clicks so far (B leads, A and C keep their 5% floors).
+SELECT smslink.set_allocation(:c, 'bandit') AS epoch;
+SELECT epoch, mode, variant, round(weight::numeric, 3) AS weight, buckets, trials, successes, is_current
+  FROM smslink.allocation(:c) ORDER BY epoch DESC, variant;
+-- Sends follow the current epoch's buckets (within sampling noise).
+SELECT x.v, abs(count(*) - a.buckets) < 300 AS follows_weight
+  FROM (SELECT smslink.choose_variant(:c, 'sub-' || i) AS v FROM generate_series(1, 10000) i) x
+  JOIN smslink.allocation(:c) a ON a.variant = x.v AND a.is_current
+ GROUP BY x.v, a.buckets ORDER BY 1;
+-- Bad input.
+SELECT regress.err(format($q$SELECT smslink.set_allocation(%s, 'random')$q$, :c));
+SELECT regress.err(format($q$SELECT smslink.set_allocation(%s, 'fixed', '{"Z": 1}')$q$, :c));
+SELECT regress.err(format($q$SELECT smslink.set_allocation(%s, 'fixed', '{"A": -1}')$q$, :c));
+SELECT regress.err(format($q$SELECT smslink.set_allocation(%s, 'bandit', '{"A": 1}')$q$, :c));
+SELECT regress.err($q$SELECT smslink.set_allocation(999999, 'fixed')$q$);
+SELECT regress.err($q$SELECT smslink.choose_variant(NULL, 'x')$q$);
