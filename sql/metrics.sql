@@ -205,9 +205,6 @@ $q$,
 END
 $fn$;
 
--- The core metric columns, shared by the named functions below.
--- (sent .. ttc_p90_seconds, as metrics_by returns them)
-
 CREATE FUNCTION smslink.campaign_metrics(
     campaign_ids bigint[] DEFAULT NULL, from_ts timestamptz DEFAULT NULL, to_ts timestamptz DEFAULT NULL,
     attribution_model text DEFAULT 'windowed', click_window interval DEFAULT '24 hours',

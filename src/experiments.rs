@@ -206,7 +206,12 @@ fn bandit_counts(
 /// Freezes a new epoch for the campaign (weights from its mode) and returns it. Only one session
 /// recomputes at a time (a transaction-level advisory lock taken with try: the others keep
 /// using the current epoch, never waiting); `None` when another session holds the lock.
-fn freeze_epoch(c: &mut pgrx::spi::SpiClient<'_>, campaign_id: i64, force: bool) -> Option<()> {
+fn freeze_epoch(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    campaign_id: i64,
+    force: bool,
+    at: Option<TimestampWithTimeZone>,
+) -> Option<()> {
     use smslink_core::bandit::{bucket_bounds, thompson_weights};
     let got = c
         .select(
@@ -226,14 +231,14 @@ fn freeze_epoch(c: &mut pgrx::spi::SpiClient<'_>, campaign_id: i64, force: bool)
         .select(
             "SELECT c.allocation, c.allocation_weights, c.bandit_goal, c.bandit_floor,
                     (SELECT max(l.epoch) FROM smslink.allocation_log l WHERE l.campaign_id = c.id),
-                    (SELECT l.started_at + c.bandit_epoch <= now() FROM smslink.allocation_log l
+                    (SELECT l.started_at + c.bandit_epoch <= coalesce($2, now()) FROM smslink.allocation_log l
                       WHERE l.campaign_id = c.id ORDER BY l.epoch DESC LIMIT 1),
                     (SELECT l.successes FROM smslink.allocation_log l
                       WHERE l.campaign_id = c.id ORDER BY l.epoch DESC LIMIT 1),
                     c.bandit_epoch_outcomes
                FROM smslink.campaign c WHERE c.id = $1",
             None,
-            &[campaign_id.into()],
+            &[campaign_id.into(), at.into()],
         )
         .spi();
     if row.is_empty() {
@@ -303,7 +308,7 @@ fn freeze_epoch(c: &mut pgrx::spi::SpiClient<'_>, campaign_id: i64, force: bool)
     c.update(
         "INSERT INTO smslink.allocation_log (campaign_id, epoch, started_at, mode, variants, weights,
                 bounds, trials, successes)
-         VALUES ($1, coalesce($2, 0) + 1, now(), $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, coalesce($2, 0) + 1, coalesce($9, now()), $3, $4, $5, $6, $7, $8)",
         None,
         &[
             campaign_id.into(),
@@ -314,6 +319,7 @@ fn freeze_epoch(c: &mut pgrx::spi::SpiClient<'_>, campaign_id: i64, force: bool)
             bounds_i.into(),
             trials.into(),
             successes.into(),
+            at.into(),
         ],
     )
     .spi();
@@ -356,7 +362,8 @@ fn load_allocation(c: &pgrx::spi::SpiClient<'_>, campaign_id: i64) -> Option<All
 
 /// The variant to send to this subscriber: the campaign's current epoch (fixed shares, or bandit
 /// weights recomputed every epoch) and the subscriber's stable bucket among 10,000. The same
-/// (campaign, subscriber, epoch) always gets the same variant. Epochs are re-read at most once a
+/// (campaign, subscriber, epoch) always gets the same variant. `at` is the send time: an epoch
+/// falls due `bandit_epoch` after the current one started, by that clock. Epochs are re-read at most once a
 /// second per session; when one is due, the one session that takes the campaign's advisory lock
 /// recomputes it while the others keep using the current one.
 #[pg_extern(volatile)]
@@ -371,7 +378,6 @@ fn choose_variant(
             "choose_variant: campaign_id and subscriber_key must not be NULL",
         );
     };
-    let _ = at;
     let cached = ALLOCATIONS.with(|a| {
         a.borrow().get(&campaign_id).and_then(|x| {
             (x.checked.elapsed() < RECHECK).then(|| (x.epoch, x.variants.clone(), x.bounds.clone()))
@@ -381,7 +387,7 @@ fn choose_variant(
         Some(x) => x,
         None => {
             let alloc = Spi::connect_mut(|c| {
-                freeze_epoch(c, campaign_id, false);
+                freeze_epoch(c, campaign_id, false, at);
                 load_allocation(c, campaign_id)
             })
             .unwrap_or_else(|| {
@@ -484,7 +490,7 @@ fn set_allocation(
             &[campaign_id.into()],
         )
         .spi();
-        freeze_epoch(c, campaign_id, true);
+        freeze_epoch(c, campaign_id, true, None);
     });
     ALLOCATIONS.with(|a| a.borrow_mut().remove(&campaign_id));
     Spi::get_one_with_args::<i32>(

@@ -65,6 +65,12 @@ SELECT x.v, abs(count(*) - a.buckets) < 300 AS follows_weight
   FROM (SELECT smslink.choose_variant(:c, 'sub-' || i) AS v FROM generate_series(1, 10000) i) x
   JOIN smslink.allocation(:c) a ON a.variant = x.v AND a.is_current
  GROUP BY x.v, a.buckets ORDER BY 1;
+-- A send 10 minutes later (past the 5-minute epoch) starts a new epoch, once the session's
+-- one-second cache has lapsed.
+SELECT pg_sleep(1.1);
+SELECT smslink.choose_variant(:c, 'sub-1', now() + interval '10 minutes') IN ('A', 'B', 'C') AS chosen;
+SELECT max(epoch) AS epoch, bool_and(started_at > now() + interval '9 minutes') FILTER (WHERE epoch = 4) AS started_at_send_time
+  FROM smslink.allocation_log WHERE campaign_id = :c;
 -- Bad input.
 SELECT regress.err(format($q$SELECT smslink.set_allocation(%s, 'random')$q$, :c));
 SELECT regress.err(format($q$SELECT smslink.set_allocation(%s, 'fixed', '{"Z": 1}')$q$, :c));
