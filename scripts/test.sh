@@ -116,7 +116,44 @@ concurrency() {
   got="$(psql_q -d smslink_concurrency -f tests/concurrency/check.sql)" || return 1
   echo "got:      $got"
   echo "expected: $expected"
-  [ "$got" = "$expected" ]
+  [ "$got" = "$expected" ] || return 1
+  bandit_concurrency
+}
+
+# choose_variant while another session recomputes the epoch: session 1 freezes epoch 2 and keeps
+# its transaction (the advisory lock and the uncommitted log row) open for 6 s; session 2 makes
+# 20,000 calls that find the epoch due, with lock_timeout 100 ms, and must finish on epoch 1
+# while session 1 still holds the lock (checked in pg_locks afterwards, so no timing assertion).
+# Then 4 sessions race on a due epoch: exactly one new epoch is frozen.
+bandit_concurrency() {
+  local db=smslink_concurrency c holder s2 locks after
+  c="$(psql_q -At -d "$db" -f tests/concurrency/bandit_setup.sql)" || return 1
+  psql_q -At -d "$db" -c "BEGIN" \
+    -c "SELECT smslink.choose_variant($c, 'holder', now() + interval '1 hour') IS NOT NULL" \
+    -c "SELECT pg_sleep(6)" -c "COMMIT" > "$ROOT/target/concurrency/holder.out" 2>&1 & holder=$!
+  local i; for i in $(seq 1 50); do
+    locks="$(psql_q -At -d "$db" -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")"
+    [ "$locks" = 1 ] && break; sleep 0.1
+  done
+  [ "$locks" = 1 ] || { echo "session 1 never took the allocation lock"; return 1; }
+  s2="$(psql_q -At -d "$db" -c "SET lock_timeout = '100ms'" -c "
+    SELECT count(*) || ' calls, ' || count(DISTINCT v) || ' variants, epoch '
+           || (SELECT max(epoch) FROM smslink.allocation_log WHERE campaign_id = $c)
+      FROM (SELECT smslink.choose_variant($c, 'bk' || i, now() + interval '1 hour') v
+              FROM generate_series(1, 20000) i) s")" || { echo "session 2 failed (blocked?)"; return 1; }
+  locks="$(psql_q -At -d "$db" -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")"
+  wait "$holder" || { cat "$ROOT/target/concurrency/holder.out"; return 1; }
+  echo "bandit: while session 1 recomputed: $s2; lock still held after: $locks"
+  [ "$s2" = "20000 calls, 3 variants, epoch 1" ] && [ "$locks" = 1 ] || return 1
+  local pids=() p failed=0
+  for i in 1 2 3 4; do
+    psql_q -At -d "$db" -c "SELECT count(smslink.choose_variant($c, 'race$i-' || g, now() + interval '2 hours'))
+                             FROM generate_series(1, 5000) g" > /dev/null & pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  after="$(psql_q -At -d "$db" -c "SELECT string_agg(epoch::text, ',' ORDER BY epoch) FROM smslink.allocation_log WHERE campaign_id = $c")"
+  echo "bandit: epochs after 4 racing sessions: $after"
+  [ "$failed" = 0 ] && [ "$after" = "1,2,3" ]
 }
 
 # The attribution benchmark's generator and its agreement check, at a small scale: the history
@@ -271,10 +308,11 @@ jdbc() {
   java -cp "$out:$jar" MetricsJdbcTest "jdbc:postgresql://127.0.0.1:$PGPORT/$db?user=postgres&ApplicationName=smslink-jdbc-test"
 }
 
-# smslink_core::stats against SciPy and statsmodels: tests/stats/reference.py writes 300 seeded
-# cases with their expected values, and core/tests/stats_reference.rs checks every number of
-# every arm to 1e-9 relative (1e-12 absolute near 0). The Python packages live in a venv under
-# target/, installed from PyPI once.
+# smslink_core::stats against SciPy, statsmodels and mpmath: tests/stats/reference.py writes 300
+# seeded A/B cases, 200 Welch cases (statsmodels on raw samples) and 200 MDE cases (a 40-digit
+# mpmath solve) with their expected values, and core/tests/stats_reference.rs checks every number
+# to 1e-9 relative (1e-12 absolute near 0). The Python packages live in a venv under target/,
+# installed from PyPI once.
 stats_reference() {
   local venv="$ROOT/target/stats-venv" out="$ROOT/target/stats-reference.json"
   if [ ! -x "$venv/bin/python" ]; then

@@ -31,7 +31,7 @@ ALTER FUNCTION smslink.markov_transitions(timestamptz, timestamptz, interval, te
 DO $$
 DECLARE
     d jsonb := '{
- "_require_messages": "Internal: raises P0002 naming message ids that do not exist.",
+ "_require_messages": "Internal: raises P0002 naming message ids that do not exist, and 55000 for holdout messages.",
  "add_domain": "Registers a branded short domain (host, path prefix) for a brand; returns its id.",
  "attribute": "Attribution credits of every conversion in [from_ts, to_ts) under a model (last_click, first_click, windowed, linear, time_decay, position_based, markov): one row per credited touch. docs/attribution.md.",
  "attribution_summary": "Attribution credits summed by channel, campaign and variant.",
@@ -50,8 +50,8 @@ DECLARE
  "mark_failed": "Records failure receipts (idempotent).",
  "markov_removal_effects": "The Markov attribution chain of a range: removal effect, share, conversions and transition row per state.",
  "markov_transitions": "The Markov attribution chain''s transition matrix in long form.",
- "prepare_message": "Creates one message for a subscriber and wraps its URLs in tracked links.",
- "prepare_messages": "Creates messages for many subscribers in one call (opted-out subscribers skipped).",
+ "prepare_message": "Creates one message for a subscriber and wraps its URLs in tracked links; a held-out subscriber gets a holdout row with no body.",
+ "prepare_messages": "Creates messages for many subscribers in one call (opted-out subscribers skipped, held-out ones recorded with no body).",
  "reclassify": "Re-runs the click classifier over a stretch of history and fixes first-click flags.",
  "record_conversion": "Records a conversion, idempotent on (brand_id, external_id); returns its id.",
  "record_postback": "Records a conversion from a signed postback or pixel (the proxy''s /p and /px.gif); 28000 when the signature does not verify.",
@@ -67,6 +67,12 @@ DECLARE
  "ua_os": "Operating-system family of a User-Agent.",
  "choose_variant": "The variant to send to a subscriber: the campaign''s current allocation epoch (fixed shares or bandit weights) and the subscriber''s stable bucket among 10,000.",
  "set_allocation": "Switches a campaign between fixed shares (weights, NULL = equal) and bandit allocation, freezing a new epoch.",
+ "holdout_fraction_check": "CHECK of campaign.holdout_fraction and brand.global_holdout_fraction: raises 22023 saying what to fix.",
+ "in_holdout": "Whether a subscriber is held out of a campaign (the brand''s global control group or the campaign''s holdout), by a stable hash.",
+ "holdout_group": "Which group holds a subscriber out of a campaign: global, campaign, or NULL when they receive it.",
+ "in_global_holdout": "Whether a subscriber is in the brand''s global control group (held out of every marketing campaign).",
+ "incrementality": "A campaign against its holdout: group sizes, conversion rates, lift with Newcombe and log-ratio intervals, incremental conversions, revenue per recipient with a Welch interval, p-value, minimum detectable effect and a decision. docs/experiments.md.",
+ "global_incrementality": "All marketing of a brand in a span against its global control group, with the same numbers as incrementality. docs/experiments.md.",
  "variant_stats": "Statistics of a campaign''s variants: Wilson intervals, lifts with intervals, z-test and chi-square p-values, probability of being best, mSPRT always-valid p-values and a decision. docs/experiments.md.",
  "wrap": "Replaces every URL of a message body with a tracked short link; returns the body, encoding and segments."
 }';

@@ -13,9 +13,15 @@ CREATE TABLE smslink.brand (
     name               text NOT NULL UNIQUE CHECK (btrim(name) <> ''),
     optout_url_pattern text,
     fallback_url       text CHECK (smslink.is_http_url(fallback_url)),
+    -- The brand-wide control group: this share of subscribers (by a stable hash of the brand and
+    -- the subscriber key) is held out of every marketing campaign. See smslink.in_holdout.
+    global_holdout_fraction float8 NOT NULL DEFAULT 0
+                       CHECK (smslink.holdout_fraction_check(global_holdout_fraction)),
     created_at         timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE smslink.brand IS 'The tenant. Every other table hangs off a brand.';
+COMMENT ON COLUMN smslink.brand.global_holdout_fraction IS
+    'Share of subscribers held out of every marketing campaign (global control group), 0 to below 1';
 COMMENT ON COLUMN smslink.brand.optout_url_pattern IS
     'Regular expression (Rust regex syntax); a URL matching it becomes an optout link';
 
@@ -53,7 +59,11 @@ CREATE TABLE smslink.campaign (
     bandit_epoch          interval NOT NULL DEFAULT '5 minutes' CHECK (bandit_epoch > interval '0'),
     bandit_epoch_outcomes int NOT NULL DEFAULT 500 CHECK (bandit_epoch_outcomes > 0),
     bandit_floor          float8 NOT NULL DEFAULT 0.05 CHECK (bandit_floor >= 0 AND bandit_floor < 1),
+    -- This share of the brand's subscribers (by a stable hash of campaign and subscriber key) is
+    -- held out of the campaign: prepare_message records them with status 'holdout' and no body.
+    holdout_fraction   float8 NOT NULL DEFAULT 0 CHECK (smslink.holdout_fraction_check(holdout_fraction)),
     created_at         timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT campaign_transactional_no_holdout CHECK (purpose = 'marketing' OR holdout_fraction = 0),
     UNIQUE (id, brand_id),
     FOREIGN KEY (domain_id, brand_id) REFERENCES smslink.domain (id, brand_id)
 );
@@ -93,14 +103,19 @@ CREATE TABLE smslink.message (
     encoding       text CHECK (encoding IN ('GSM-7', 'UCS-2')),
     segments       int CHECK (segments >= 1),
     status         text NOT NULL DEFAULT 'queued'
-                   CHECK (status IN ('queued', 'sent', 'delivered', 'undelivered', 'failed')),
+                   CHECK (status IN ('queued', 'sent', 'delivered', 'undelivered', 'failed', 'holdout')),
     sent_at        timestamptz,
     delivered_at   timestamptz,
     failed_at      timestamptz,
     failure_reason text,
     is_holdout     boolean NOT NULL DEFAULT false,
+    -- Which control group held the subscriber out: 'campaign' (campaign.holdout_fraction) or
+    -- 'global' (brand.global_holdout_fraction). NULL on an is_holdout row means 'campaign'.
+    holdout_group  text CHECK (holdout_group IN ('campaign', 'global')),
     first_click_at timestamptz,
     created_at     timestamptz NOT NULL DEFAULT now(),
+    CHECK (status <> 'holdout' OR is_holdout),
+    CHECK (holdout_group IS NULL OR is_holdout),
     CHECK (status <> 'delivered' OR delivered_at IS NOT NULL),
     CHECK (status NOT IN ('failed', 'undelivered') OR failed_at IS NOT NULL),
     FOREIGN KEY (campaign_id, brand_id) REFERENCES smslink.campaign (id, brand_id),
@@ -417,7 +432,7 @@ END $$;
 -- un-deliver), a delivery receipt after a failure wins (a retry got through).
 ------------------------------------------------------------------------------------------------
 
--- Internal: raises P0002 naming up to ten ids that are not messages.
+-- Internal: raises P0002 naming up to ten ids that are not messages, and 55000 for holdouts.
 CREATE FUNCTION smslink._require_messages(message_ids bigint[]) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -429,6 +444,14 @@ BEGIN
              ORDER BY 1 LIMIT 10) r;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'unknown message ids: %', missing USING ERRCODE = 'P0002';
+    END IF;
+    SELECT array_agg(r.id) INTO missing
+      FROM (SELECT m.id FROM smslink.message m WHERE m.id = ANY (message_ids) AND m.is_holdout
+             ORDER BY 1 LIMIT 10) r;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'messages % are holdouts: nothing was sent to them, so they have no receipts', missing
+            USING ERRCODE = '55000',
+                  HINT = 'holdout messages record who was held out of the campaign; do not send or mark them';
     END IF;
 END $$;
 

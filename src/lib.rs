@@ -12,6 +12,7 @@ mod classify;
 mod conversions;
 mod errors;
 mod experiments;
+mod holdout;
 mod keys;
 mod landing;
 mod metrics;
@@ -28,7 +29,8 @@ extension_sql_file!(
     requires = [
         segments::is_http_url,
         classify::classifier_rule_check,
-        landing::click_param_check
+        landing::click_param_check,
+        holdout::holdout_fraction_check
     ]
 );
 

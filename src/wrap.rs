@@ -7,6 +7,7 @@
 use crate::errors::{
     raise, raise_hint, SpiOk, INVALID_PARAMETER, NOT_FOUND, NULL_VALUE, WRONG_STATE,
 };
+use crate::holdout::HoldoutRule;
 use crate::keys::{current_key, encode_with};
 use crate::segments::clamp_i32;
 use pgrx::prelude::*;
@@ -28,6 +29,7 @@ struct Campaign {
     optout: Option<Regex>,
     transactional: bool,
     tracked: Vec<TrackedPrefix>,
+    holdout: HoldoutRule,
 }
 
 fn load_campaign(c: &SpiClient<'_>, campaign_id: i64) -> Campaign {
@@ -38,7 +40,7 @@ fn load_campaign(c: &SpiClient<'_>, campaign_id: i64) -> Campaign {
                     c.purpose = 'transactional',
                     (SELECT array_agg(x.host ORDER BY x.id) FROM smslink.domain x WHERE x.brand_id = c.brand_id),
                     (SELECT array_agg(x.prefix ORDER BY x.id) FROM smslink.domain x WHERE x.brand_id = c.brand_id),
-                    b.name
+                    b.name, c.holdout_fraction, b.global_holdout_fraction
                FROM smslink.campaign c
                JOIN smslink.brand b ON b.id = c.brand_id
                LEFT JOIN smslink.domain d ON d.id = coalesce(c.domain_id,
@@ -72,15 +74,23 @@ fn load_campaign(c: &SpiClient<'_>, campaign_id: i64) -> Campaign {
     });
     let hosts = row.get::<Vec<String>>(8).spi().unwrap_or_default();
     let prefixes = row.get::<Vec<String>>(9).spi().unwrap_or_default();
+    let transactional = row.get::<bool>(7).spi().unwrap_or(false);
     Campaign {
         id: campaign_id,
         brand_id,
+        holdout: HoldoutRule {
+            campaign_id,
+            brand_id,
+            fraction: row.get::<f64>(11).spi().unwrap_or(0.0),
+            global_fraction: row.get::<f64>(12).spi().unwrap_or(0.0),
+            marketing: !transactional,
+        },
         domain_id,
         host: row.get::<String>(3).spi().unwrap_or_default(),
         prefix: row.get::<String>(4).spi().unwrap_or_default(),
         token_length: row.get::<i32>(5).spi().map_or(9, |l| l as usize),
         optout,
-        transactional: row.get::<bool>(7).spi().unwrap_or(false),
+        transactional,
         tracked: hosts
             .into_iter()
             .zip(prefixes)
@@ -284,7 +294,8 @@ fn upsert_subscribers(
 struct Prepared {
     message_id: i64,
     subscriber_key: String,
-    body: String,
+    /// `None` for a subscriber held out of the campaign: nothing to send.
+    body: Option<String>,
 }
 
 /// Shared by `prepare_message` and `prepare_messages`.
@@ -353,37 +364,63 @@ fn prepare(
         if skipped > 0 {
             pgrx::notice!("prepare_messages: skipped {skipped} opted-out subscribers");
         }
+        // Holdouts get a message row (status 'holdout', no body, no links): the record of who
+        // was held out, and when, for smslink.incrementality.
+        let groups: Vec<Option<String>> = kept
+            .iter()
+            .map(|(_, k)| campaign.holdout.group(k).map(str::to_string))
+            .collect();
+        let sending = groups.iter().filter(|g| g.is_none()).count();
+        if sending < kept.len() && keys.len() > 1 {
+            pgrx::notice!(
+                "prepare_messages: held out {} subscribers (status holdout, no body)",
+                kept.len() - sending
+            );
+        }
 
         let per = template.links.len();
         let message_ids = next_ids(c, "smslink.message_id_seq", kept.len());
-        let link_ids = next_ids(c, "smslink.link_id_seq", kept.len() * per);
-        let key = if per > 0 { Some(current_key()) } else { None };
+        let link_ids = next_ids(c, "smslink.link_id_seq", sending * per);
+        let key = if per > 0 && sending > 0 {
+            Some(current_key())
+        } else {
+            None
+        };
 
         let mut links = LinkRows::default();
-        let mut bodies = Vec::with_capacity(kept.len());
-        for (i, &message_id) in message_ids.iter().enumerate() {
+        let mut bodies: Vec<Option<String>> = Vec::with_capacity(kept.len());
+        let mut next_link = 0usize;
+        for (&message_id, group) in message_ids.iter().zip(&groups) {
+            if group.is_some() {
+                bodies.push(None);
+                continue;
+            }
             let text = match &key {
                 Some(key) => render(
                     &campaign,
                     &template,
                     key,
                     message_id,
-                    &link_ids[i * per..(i + 1) * per],
+                    &link_ids[next_link * per..(next_link + 1) * per],
                     &mut links,
                 ),
                 None => template.render(&[]),
             };
-            bodies.push(text);
+            next_link += 1;
+            bodies.push(Some(text));
         }
         // Every body differs only in its tokens, which are fixed-length and alphanumeric, so
         // all share one encoding and segment count.
-        let layout = segments::count(bodies.first().map_or(body, String::as_str));
+        let layout = segments::count(bodies.iter().flatten().next().map_or(body, String::as_str));
 
         if !kept.is_empty() {
             c.update(
-                "INSERT INTO smslink.message (id, brand_id, campaign_id, variant_id, subscriber_id, body, encoding, segments)
-                 SELECT u.id, $1, $2, $3, u.subscriber_id, u.body, $4, $5
-                   FROM unnest($6::bigint[], $7::bigint[], $8::text[]) AS u(id, subscriber_id, body)",
+                "INSERT INTO smslink.message (id, brand_id, campaign_id, variant_id, subscriber_id, body, encoding,
+                                              segments, status, is_holdout, holdout_group)
+                 SELECT u.id, $1, $2, $3, u.subscriber_id, u.body,
+                        CASE WHEN u.grp IS NULL THEN $4 END, CASE WHEN u.grp IS NULL THEN $5 END,
+                        CASE WHEN u.grp IS NULL THEN 'queued' ELSE 'holdout' END, u.grp IS NOT NULL, u.grp
+                   FROM unnest($6::bigint[], $7::bigint[], $8::text[], $9::text[]) AS u(id, subscriber_id, body, grp)",
                 None,
                 &[
                     campaign.brand_id.into(),
@@ -394,6 +431,7 @@ fn prepare(
                     message_ids.clone().into(),
                     kept.iter().map(|(id, _)| *id).collect::<Vec<i64>>().into(),
                     bodies.clone().into(),
+                    groups.into(),
                 ],
             )
             .spi();
@@ -414,7 +452,8 @@ fn prepare(
 }
 
 /// Creates the subscriber if missing, then the message and its tracked links, in one call.
-/// Refuses an opted-out subscriber.
+/// Refuses an opted-out subscriber. A subscriber held out of the campaign gets a message row with
+/// status `holdout` and no links: `body`, `encoding` and `segments` are NULL and `holdout` true.
 #[pg_extern(volatile)]
 #[allow(clippy::type_complexity)]
 fn prepare_message(
@@ -428,9 +467,10 @@ fn prepare_message(
     'static,
     (
         name!(message_id, i64),
-        name!(body, String),
-        name!(encoding, String),
-        name!(segments, i32),
+        name!(body, Option<String>),
+        name!(encoding, Option<String>),
+        name!(segments, Option<i32>),
+        name!(holdout, bool),
     ),
 > {
     if subscriber_key.is_none() {
@@ -446,17 +486,20 @@ fn prepare_message(
         true,
     );
     TableIterator::new(rows.into_iter().map(move |p| {
+        let sent = p.body.is_some();
         (
             p.message_id,
             p.body,
-            layout.encoding.as_str().to_string(),
-            clamp_i32(layout.segments),
+            sent.then(|| layout.encoding.as_str().to_string()),
+            sent.then(|| clamp_i32(layout.segments)),
+            !sent,
         )
     }))
 }
 
 /// Prepares one message per subscriber key in one statement. Opted-out subscribers are skipped
-/// (with a NOTICE) and do not appear in the result.
+/// (with a NOTICE) and do not appear in the result. Held-out subscribers appear with a NULL
+/// body and `holdout` true: send nothing to them.
 #[pg_extern(volatile)]
 #[allow(clippy::type_complexity)]
 fn prepare_messages(
@@ -471,9 +514,10 @@ fn prepare_messages(
     (
         name!(message_id, i64),
         name!(subscriber_key, String),
-        name!(body, String),
-        name!(encoding, String),
-        name!(segments, i32),
+        name!(body, Option<String>),
+        name!(encoding, Option<String>),
+        name!(segments, Option<i32>),
+        name!(holdout, bool),
     ),
 > {
     let keys =
@@ -488,12 +532,14 @@ fn prepare_messages(
         false,
     );
     TableIterator::new(rows.into_iter().map(move |p| {
+        let sent = p.body.is_some();
         (
             p.message_id,
             p.subscriber_key,
             p.body,
-            layout.encoding.as_str().to_string(),
-            clamp_i32(layout.segments),
+            sent.then(|| layout.encoding.as_str().to_string()),
+            sent.then(|| clamp_i32(layout.segments)),
+            !sent,
         )
     }))
 }

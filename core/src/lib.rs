@@ -7,6 +7,7 @@
 //! - [`click`]: click classes, the request and verdict types, and device type.
 //! - [`classify`]: the click classifier (User-Agent rules, request, timing, IP and burst signals).
 //! - [`conversion`]: validation of conversions and touchpoints (currencies, events, channels).
+//! - [`holdout`]: hash-based holdout assignment and incrementality against the control group.
 //! - [`landing`]: click-id macros in destinations and the campaign's click parameter.
 //! - [`postback`]: signed server-side postbacks and pixels (HMAC-SHA256 over canonical params).
 //! - [`segments`]: GSM-7 / UCS-2 encoding detection and SMS segment counting.
@@ -18,6 +19,7 @@ pub mod bandit;
 pub mod classify;
 pub mod click;
 pub mod conversion;
+pub mod holdout;
 pub mod landing;
 pub mod postback;
 pub mod segments;

@@ -17,6 +17,10 @@
 //! | always-valid p-value and confidence sequence | mSPRT with a normal mixture (Johari et al. 2017) | [`msprt`] |
 //! | decision | the rule documented on [`ArmStats::decision`] | [`compare`] |
 //!
+//! For holdout tests ([`crate::holdout`]) there are also Welch's test and interval for a
+//! difference of means (revenue per recipient, [`welch`]) and the minimum detectable effect of
+//! the two-proportion test at given sizes ([`mde`]).
+//!
 //! Conventions for empty or degenerate data (rather than NaN):
 //! - an arm with `n = 0` has rate 0 and Wilson interval `(0, 1)`: nothing is known;
 //! - every comparison with an arm that has `n = 0` is `None`;
@@ -25,7 +29,7 @@
 
 use std::sync::OnceLock;
 
-use statrs::distribution::{Beta, ChiSquared, Continuous, ContinuousCDF, Normal};
+use statrs::distribution::{Beta, ChiSquared, Continuous, ContinuousCDF, Normal, StudentsT};
 
 /// Default confidence level: 95 %.
 pub const DEFAULT_CONFIDENCE: f64 = 0.95;
@@ -802,6 +806,165 @@ fn decide(arms: &[Arm], control: usize, o: &Options, stats: &mut [ArmStats]) {
         return;
     }
     stats[best].decision = "leader";
+}
+
+/// Welch's unequal-variance comparison of two means, arm 1 against arm 0: see [`welch`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Welch {
+    /// `m_1 − m_0`.
+    pub difference: f64,
+    /// Two-sided confidence interval of the difference.
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Two-sided p-value of `m_1 = m_0`.
+    pub p_value: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub df: f64,
+}
+
+/// Welch's t-test and interval for the difference of two means, from each sample's mean `m`,
+/// sample variance `v` (with the `n − 1` divisor) and size `n`:
+///
+/// ```text
+/// se = sqrt(v_1/n_1 + v_0/n_0)
+/// df = se⁴ / ((v_1/n_1)²/(n_1 − 1) + (v_0/n_0)²/(n_0 − 1))      (Welch–Satterthwaite)
+/// t  = (m_1 − m_0) / se,   p-value = 2·P(T_df ≥ |t|)
+/// interval = (m_1 − m_0) ± t_df(1 − α/2)·se
+/// ```
+///
+/// `None` when either `n < 2` or `se = 0` (both samples constant: nothing varies to test).
+/// Errors on a negative or non-finite variance or mean, or a confidence outside (0, 1).
+pub fn welch(
+    (m1, v1, n1): (f64, f64, u64),
+    (m0, v0, n0): (f64, f64, u64),
+    confidence: f64,
+) -> Result<Option<Welch>, String> {
+    check_confidence(confidence)?;
+    for (what, x) in [
+        ("mean", m1),
+        ("mean", m0),
+        ("variance", v1),
+        ("variance", v0),
+    ] {
+        if !x.is_finite() || (what == "variance" && x < 0.0) {
+            return Err(format!(
+                "{what} {x} must be a finite{} number",
+                if what == "variance" {
+                    " non-negative"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    if n1 < 2 || n0 < 2 {
+        return Ok(None);
+    }
+    let (a, b) = (v1 / n1 as f64, v0 / n0 as f64);
+    let se2 = a + b;
+    if se2 <= 0.0 {
+        return Ok(None);
+    }
+    let se = se2.sqrt();
+    let df = se2 * se2 / (a * a / (n1 - 1) as f64 + b * b / (n0 - 1) as f64);
+    let t = StudentsT::new(0.0, 1.0, df).map_err(|e| format!("Student t with {df} df: {e}"))?;
+    let d = m1 - m0;
+    let alpha = 1.0 - confidence;
+    let q = t_quantile(&t, 1.0 - alpha / 2.0);
+    Ok(Some(Welch {
+        difference: d,
+        ci_low: d - q * se,
+        ci_high: d + q * se,
+        p_value: (2.0 * t.sf((d / se).abs())).min(1.0),
+        df,
+    }))
+}
+
+/// The `p` quantile of a Student t distribution. statrs' inverse goes through the inverse
+/// regularized beta function, which is good to about 1e-10; two Newton steps on statrs' CDF
+/// make it as exact as the CDF.
+fn t_quantile(t: &StudentsT, p: f64) -> f64 {
+    let mut x = t.inverse_cdf(p);
+    for _ in 0..2 {
+        let f = t.pdf(x);
+        if f > 0.0 {
+            x -= (t.cdf(x) - p) / f;
+        }
+    }
+    x
+}
+
+/// Default statistical power for the minimum detectable effect: 80 %.
+pub const DEFAULT_POWER: f64 = 0.8;
+
+/// The minimum detectable effect (MDE) of a two-sided two-proportion z-test at `confidence`
+/// with `n_1` and `n_0` trials: the smallest true difference `δ` the test detects with
+/// probability `power`, given the pooled rate `P` of the data. With `σ = sqrt(P(1 − P)(1/n_1 +
+/// 1/n_0))` and `z = Φ⁻¹(1 − α/2)`, `δ = d·σ` where `d` solves the exact two-sided power equation
+///
+/// ```text
+/// Φ(d − z) + Φ(−d − z) = power
+/// ```
+///
+/// (the textbook `d = z + Φ⁻¹(power)` drops the second, tiny term; this is the equation
+/// statsmodels' `NormalIndPower` solves). `None` when either `n` is 0 or `P` is 0 or 1 (with no
+/// variation in the data there is no variance to plan with). Errors when the power is not in
+/// (α, 1) or the confidence is not in (0, 1).
+pub fn mde(
+    pooled: f64,
+    n1: u64,
+    n0: u64,
+    confidence: f64,
+    power: f64,
+) -> Result<Option<f64>, String> {
+    let z = z_quantile(confidence)?;
+    let alpha = 1.0 - confidence;
+    if !(power > alpha && power < 1.0) {
+        return Err(format!(
+            "power ({power}) must be above 1 − confidence and below 1, e.g. 0.8"
+        ));
+    }
+    if n1 == 0 || n0 == 0 || !(pooled > 0.0 && pooled < 1.0) {
+        return Ok(None);
+    }
+    let sigma = (pooled * (1.0 - pooled) * (1.0 / n1 as f64 + 1.0 / n0 as f64)).sqrt();
+    Ok(Some(detectable_d(z, power)? * sigma))
+}
+
+/// Solves `Φ(d − z) + Φ(−d − z) = power` for `d ≥ 0` by Newton's method from the one-tailed
+/// solution, kept inside a bisection bracket. The left side rises from `α` at 0 to 1.
+fn detectable_d(z: f64, power: f64) -> Result<f64, String> {
+    let nd = std_normal()?;
+    let g = |d: f64| nd.cdf(d - z) + nd.cdf(-d - z) - power;
+    let (mut lo, mut hi) = (0.0_f64, z + nd.inverse_cdf(power).max(0.0) + 1.0);
+    let mut d = z + nd.inverse_cdf(power);
+    if !(d > lo && d < hi) {
+        d = 0.5 * (lo + hi);
+    }
+    for _ in 0..200 {
+        let gd = g(d);
+        if gd == 0.0 {
+            break;
+        }
+        if gd < 0.0 {
+            lo = d;
+        } else {
+            hi = d;
+        }
+        let slope = nd.pdf(d - z) - nd.pdf(d + z);
+        let next = d - gd / slope;
+        let next = if slope > 0.0 && next > lo && next < hi {
+            next
+        } else {
+            0.5 * (lo + hi)
+        };
+        if (next - d).abs() <= 1e-15 * d.abs() {
+            d = next;
+            break;
+        }
+        d = next;
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -78,3 +78,66 @@ SELECT regress.err(format($q$SELECT smslink.set_allocation(%s, 'fixed', '{"A": -
 SELECT regress.err(format($q$SELECT smslink.set_allocation(%s, 'bandit', '{"A": 1}')$q$, :c));
 SELECT regress.err($q$SELECT smslink.set_allocation(999999, 'fixed')$q$);
 SELECT regress.err($q$SELECT smslink.choose_variant(NULL, 'x')$q$);
+
+-- The bandit goal 'conversions': A gets more clicks (40 against 20 of 200 messages each) but B
+-- more conversions (10 against 2). By clicks A leads; by conversions (windowed, 24 hours after a
+-- click) B does.
+SELECT smslink.create_campaign(:b, 'Goal', '{A,B}') AS g \gset
+SELECT count(*) FROM unnest('{A,B}'::text[]) v,
+       LATERAL smslink.prepare_messages(:g, v, ARRAY(SELECT 'goal-' || v || i FROM generate_series(1, 200) i), 'Hi https://shop.example/goal') \g /dev/null
+SELECT smslink.mark_delivered(array_agg(m.id), array_agg(now() - interval '3 hours')) FROM smslink.message m WHERE m.campaign_id = :g \g /dev/null
+INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, link_kind, method)
+SELECT now() - interval '2 hours', m.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, l.id, 'cta', 'GET'
+  FROM (SELECT m.*, row_number() OVER (PARTITION BY m.variant_id ORDER BY m.id) AS rank FROM smslink.message m WHERE m.campaign_id = :g) m
+  JOIN smslink.variant v ON v.id = m.variant_id JOIN smslink.link l ON l.message_id = m.id
+ WHERE m.rank <= CASE v.key WHEN 'A' THEN 40 ELSE 20 END;
+INSERT INTO smslink.conversion (brand_id, subscriber_id, event, value, occurred_at, external_id)
+SELECT k.brand_id, k.subscriber_id, 'purchase', 50, now() - interval '1 hour', 'goal-' || k.message_id
+  FROM (SELECT k.*, row_number() OVER (PARTITION BY k.variant_id ORDER BY k.message_id) AS rank FROM smslink.click k WHERE k.campaign_id = :g) k
+  JOIN smslink.variant v ON v.id = k.variant_id
+ WHERE k.rank <= CASE v.key WHEN 'A' THEN 2 ELSE 10 END;
+SELECT smslink.set_allocation(:g, 'bandit') AS epoch;
+SELECT variant, trials, successes, weight > 0.5 AS leads FROM smslink.allocation(:g) WHERE is_current ORDER BY variant;
+UPDATE smslink.campaign SET bandit_goal = 'conversions' WHERE id = :g;
+SELECT smslink.set_allocation(:g, 'bandit') AS epoch;
+SELECT variant, trials, successes, weight > 0.5 AS leads FROM smslink.allocation(:g) WHERE is_current ORDER BY variant;
+
+-- The bandit simulated through SQL: three variants with true CTRs of 5%, 6% and 8%, 50,000
+-- sends in 25 epochs of 2,000. Each epoch is frozen from the clicks so far (set_allocation
+-- forces it, as a due epoch would), every send goes through choose_variant, and a subscriber
+-- clicks when a fixed hash of their key falls below their variant's CTR (deterministic: no
+-- seed to manage). Regret is the expected clicks lost against always sending C.
+SELECT smslink.create_campaign(:b, 'Simulation', '{A,B,C}') AS sim \gset
+INSERT INTO smslink.subscriber (brand_id, external_key) SELECT :b, 'sim-' || i FROM generate_series(1, 50000) i;
+CREATE TEMP TABLE sim_ctr (key text PRIMARY KEY, ctr float8);
+INSERT INTO sim_ctr VALUES ('A', 0.05), ('B', 0.06), ('C', 0.08);
+DO $$
+DECLARE
+    c bigint := (SELECT id FROM smslink.campaign WHERE name = 'Simulation');
+    e int;
+BEGIN
+    FOR e IN 0..24 LOOP
+        PERFORM smslink.set_allocation(c, 'bandit');
+        INSERT INTO smslink.message (brand_id, campaign_id, variant_id, subscriber_id, status, sent_at, delivered_at)
+        SELECT s.brand_id, c, v.id, s.id, 'delivered', now(), now()
+          FROM generate_series(e * 2000 + 1, e * 2000 + 2000) i
+          JOIN smslink.subscriber s ON s.external_key = 'sim-' || i
+          JOIN smslink.variant v ON v.campaign_id = c AND v.key = smslink.choose_variant(c, 'sim-' || i);
+        INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, link_kind, method)
+        SELECT now(), m.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, m.id, 'cta', 'GET'
+          FROM smslink.message m JOIN smslink.subscriber s ON s.id = m.subscriber_id
+          JOIN smslink.variant v ON v.id = m.variant_id JOIN sim_ctr t ON t.key = v.key
+         WHERE m.campaign_id = c AND s.external_key IN (SELECT 'sim-' || i FROM generate_series(e * 2000 + 1, e * 2000 + 2000) i)
+           AND ('x' || substr(md5(s.external_key), 1, 8))::bit(32)::bigint / 4294967296.0 < t.ctr;
+    END LOOP;
+END $$;
+-- The allocation over epochs (every fifth), from the log.
+SELECT epoch, string_agg(variant || ' ' || round(weight::numeric, 3), ', ' ORDER BY variant) AS weights
+  FROM smslink.allocation(:sim) WHERE epoch % 5 = 1 GROUP BY epoch ORDER BY epoch;
+SELECT v.key AS variant, count(*) AS sends, round(count(*) / 500.0, 1) AS share_pct
+  FROM smslink.message m JOIN smslink.variant v ON v.id = m.variant_id WHERE m.campaign_id = :sim GROUP BY 1 ORDER BY 1;
+SELECT round(sum(0.08 - t.ctr)::numeric, 1) AS regret, round(50000 * (0.08 - (0.05 + 0.06 + 0.08) / 3)::numeric, 1) AS uniform_regret,
+       count(*) FILTER (WHERE v.key = 'C') > 30000 AS best_share_above_60pct,
+       sum(0.08 - t.ctr) < 0.5 * 50000 * (0.08 - (0.05 + 0.06 + 0.08) / 3) AS under_half_of_uniform
+  FROM smslink.message m JOIN smslink.variant v ON v.id = m.variant_id JOIN sim_ctr t ON t.key = v.key
+ WHERE m.campaign_id = :sim;
