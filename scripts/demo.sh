@@ -10,7 +10,10 @@
 #    taps (and a scanner's forged tokens), then repeat taps;
 # 4. the shop posts web orders back to the proxy's /p, signed, with the click id it read from the
 #    landing URL; demo/conversions.sql records phone and store orders and newsletter clicks;
-# 5. demo/report.sql: clicks by class, CTR, totals, and attribution by model side by side.
+# 5. demo/report.sql: clicks by class, CTR, totals, and attribution by model side by side;
+# 6. demo/bandit_*.sql: a three-variant bandit campaign with a 10% holdout, sent in 8 waves
+#    through choose_variant with its taps through the proxy; the allocation over epochs,
+#    variant_stats and the incrementality report.
 source "$(dirname "$0")/common.sh"
 PORT="${DEMO_PORT:-18180}"
 CLIENTS=4
@@ -118,4 +121,21 @@ log "phone and store orders through record_conversion, newsletter clicks through
 psql_q -d smslink_demo -f demo/conversions.sql
 
 psql_q -d smslink_demo -f demo/report.sql
+
+# 10. A bandit campaign with a 10% holdout, in 8 waves. Each later wave is a new session, 2 s or
+#     more after the last (the demo campaign's epoch length), so its first choose_variant call
+#     freezes a new epoch from the human clicks so far; the wave's taps then go through the proxy.
+psql_q -d smslink_demo -f demo/bandit_setup.sql
+taps=0
+for wave in $(seq 1 8); do
+  [ "$wave" = 1 ] || sleep 2
+  psql_q -d smslink_demo -v wave="$wave" -v port="$PORT" -v taps="$DIR/bandit.$wave.cfg" -f demo/bandit_wave.sql
+  if [ -s "$DIR/bandit.$wave.cfg" ]; then
+    timeout 300 curl -s --config "$DIR/bandit.$wave.cfg" > "$DIR/bandit.$wave.codes" || die "curl failed (wave $wave)"
+    [ "$(sort -u "$DIR/bandit.$wave.codes")" = "302" ] || die "a bandit tap was not redirected (see $DIR/bandit.$wave.codes)"
+    taps=$((taps + $(wc -l < "$DIR/bandit.$wave.codes")))
+  fi
+done
+echo "bandit waves: $taps taps sent through the proxy, all redirected"
+psql_q -d smslink_demo -f demo/bandit_report.sql
 log "demo finished (re-run to start over; docs/operations.md shows how to look around)"
