@@ -1,6 +1,6 @@
 //! Bandit creative selection: allocation weights by Thompson sampling with a floor, and the
-//! deterministic assignment of a subscriber to a variant. (The SQL side, epochs and the
-//! allocation log are not built yet; see the issue-7 note.)
+//! deterministic assignment of a subscriber to a variant. The extension freezes these weights once
+//! per epoch in `smslink.allocation_log` and answers `smslink.choose_variant` from them.
 //!
 //! **Weights.** Thompson sampling sends each variant with the probability that it is the best
 //! one under independent `Beta(1 + s, 1 + n − s)` posteriors of its bot-filtered outcomes. That
