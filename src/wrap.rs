@@ -570,7 +570,7 @@ fn wrap(
     let wrapped = Spi::connect_mut(|c| {
         let message = c
             .update(
-                "SELECT campaign_id, body FROM smslink.message WHERE id = $1 FOR UPDATE",
+                "SELECT campaign_id, body, is_holdout FROM smslink.message WHERE id = $1 FOR UPDATE",
                 Some(1),
                 &[message_id.into()],
             )
@@ -581,6 +581,13 @@ fn wrap(
         let message = message.first();
         let campaign_id = message.get::<i64>(1).spi().unwrap_or_default();
         let stored_body = message.get::<String>(2).spi();
+        if message.get::<bool>(3).spi().unwrap_or(false) {
+            raise_hint(
+                WRONG_STATE,
+                format!("message {message_id} is a holdout: its subscriber is held out of the campaign"),
+                "holdout messages record who was held out; nothing is sent to them",
+            );
+        }
         let campaign = load_campaign(c, campaign_id);
         let template = plan_body(&campaign, body, kinds.as_deref(), require_link);
 

@@ -45,7 +45,9 @@ SELECT count(*) AS rows_disagreeing_with_in_holdout
 -- One at a time: the same answer, a row to record it, nothing to send.
 SELECT (SELECT min('hk' || i) FROM generate_series(2001, 2100) i WHERE smslink.in_holdout(:c, 'hk' || i)) AS hk_out \gset
 SELECT body IS NULL AS no_body, holdout FROM smslink.prepare_message(:c, 'B', :'hk_out', 'Hi https://shop.example/spring');
--- Receipts for a holdout are refused: nothing was sent.
+-- Receipts for a holdout, or wrapping a body into one, are refused: nothing is sent to it.
+SELECT regress.err(format($$SELECT * FROM smslink.wrap(%s, 'Hi https://shop.example/x')$$,
+       (SELECT min(id) FROM smslink.message WHERE campaign_id = :c AND is_holdout)));
 SELECT regress.err(format('SELECT smslink.mark_delivered(%s, now())',
        (SELECT min(id) FROM smslink.message WHERE campaign_id = :c AND is_holdout)));
 -- Metrics leave holdouts out (they were never sent).
