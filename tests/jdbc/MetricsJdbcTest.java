@@ -231,6 +231,20 @@ public class MetricsJdbcTest {
     static final String[] ANOMALIES = {
         "kind:text", "subject:text", "observed:float8", "expected:float8", "message:text"};
 
+    static final String[] VARIANT_STATS = {
+        "variant:text", "n:int8", "successes:int8", "rate:float8", "ci_low:float8", "ci_high:float8",
+        "lift:float8", "lift_ci_low:float8", "lift_ci_high:float8", "rel_lift:float8", "rel_lift_ci_low:float8",
+        "rel_lift_ci_high:float8", "p_value:float8", "chi2_p_value:float8", "prob_best:float8",
+        "always_valid_p:float8", "cs_low:float8", "cs_high:float8", "decision:text"};
+    static final String[] INCREMENTALITY = {
+        "treatment_n:int8", "control_n:int8", "treatment_converted:int8", "control_converted:int8",
+        "treatment_rate:float8", "control_rate:float8", "lift:float8", "lift_ci_low:float8", "lift_ci_high:float8",
+        "rel_lift:float8", "rel_lift_ci_low:float8", "rel_lift_ci_high:float8", "p_value:float8",
+        "incremental_conversions:float8", "incremental_ci_low:float8", "incremental_ci_high:float8",
+        "treatment_revenue_per_recipient:float8", "control_revenue_per_recipient:float8", "revenue_diff:float8",
+        "revenue_ci_low:float8", "revenue_ci_high:float8", "revenue_p_value:float8", "incremental_revenue:float8",
+        "mde:float8", "mde_relative:float8", "window_ends:timestamptz", "decision:text"};
+
     static OffsetDateTime utc(int y, int mo, int d, int h) { return OffsetDateTime.of(y, mo, d, h, 0, 0, 0, ZoneOffset.UTC); }
 
     public static void main(String[] args) throws Exception {
@@ -431,6 +445,28 @@ public class MetricsJdbcTest {
         expectError("campaign_metrics(from_ts after to_ts)", "SELECT * FROM smslink.campaign_metrics(NULL, ?, ?)",
                 ps -> { ps.setObject(1, utc(2026, 3, 1, 0)); ps.setObject(2, utc(2026, 2, 1, 0)); }, "22023");
         expectError("link_metrics(unknown campaign)", "SELECT * FROM smslink.link_metrics(?)", ps -> ps.setLong(1, 999999999L), "P0002");
+        // Experiments: variant_stats on M1 (A and B both 2 clicks of 4 delivered: no lift, too few
+        // to decide) and incrementality on the hand-counted holdout test.
+        r = run("variant_stats", "SELECT * FROM smslink.variant_stats(?)", ps -> ps.setLong(1, c1), VARIANT_STATS);
+        checkRows("variant_stats(M1): n and successes as variant_metrics, equal rates", r, rows(
+                kv("variant", "A", "n", 4L, "successes", 2L, "rate", 0.5, "lift", null, "p_value", null,
+                   "prob_best", 0.5, "decision", "collecting"),
+                kv("variant", "B", "n", 4L, "successes", 2L, "rate", 0.5, "lift", 0.0, "rel_lift", 0.0,
+                   "p_value", 1.0, "chi2_p_value", 1.0, "prob_best", 0.5, "decision", "collecting")));
+        long hand = scalar("SELECT id FROM smslink.campaign WHERE name = ?", "Hand");
+        r = run("incrementality", "SELECT * FROM smslink.incrementality(?, ?::interval)",
+                ps -> { ps.setLong(1, hand); ps.setString(2, "7 days"); }, INCREMENTALITY);
+        checkRows("incrementality(Hand): 6/20 against 2/10, revenue 11 against 4 per recipient", r, rows(
+                kv("treatment_n", 20L, "control_n", 10L, "treatment_converted", 6L, "control_converted", 2L,
+                   "treatment_rate", 0.3, "control_rate", 0.2, "lift", 0.1, "rel_lift", 0.5,
+                   "incremental_conversions", 2.0, "treatment_revenue_per_recipient", 11.0,
+                   "control_revenue_per_recipient", 4.0, "revenue_diff", 7.0, "incremental_revenue", 140.0,
+                   "decision", "underpowered")));
+        expectError("incrementality(Hand, '0 days')", "SELECT * FROM smslink.incrementality(?, ?::interval)",
+                ps -> { ps.setLong(1, hand); ps.setString(2, "0 days"); }, "22023");
+        expectError("incrementality(unknown campaign)", "SELECT * FROM smslink.incrementality(?)",
+                ps -> ps.setLong(1, 999999999L), "P0002");
+
         // The connection stays usable after the errors (autocommit).
         r = run("after errors", "SELECT count(*) AS n FROM smslink.campaign_metrics(?)", ps -> ps.setArray(1, both), null);
         checkRows("connection still usable after errors", r, rows(kv("n", 2L)));

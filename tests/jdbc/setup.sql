@@ -13,3 +13,6 @@ SELECT smslink.add_domain(:b2, 'go.quiet.example') AS d2 \gset
 SELECT smslink.create_campaign(:b2, 'Silent') AS c3 \gset
 SELECT count(*) FROM smslink.prepare_messages(:c3, 'A', ARRAY(SELECT 'q' || i FROM generate_series(1, 60) i), 'Hi https://shop.example/q') \g /dev/null
 SELECT smslink.mark_delivered(array_agg(m.id), array_agg(timestamptz '2026-02-10 09:00+00')) FROM smslink.message m WHERE m.campaign_id = :c3 \g /dev/null
+-- Experiments: the hand-counted holdout test (tests/fixtures/holdout_hand.sql) under its own brand.
+SELECT smslink.create_brand('Holdout Co') AS b \gset
+\ir ../fixtures/holdout_hand.sql

@@ -72,34 +72,8 @@ SELECT count(*) FILTER (WHERE holdout) AS transactional_held_out
   FROM smslink.prepare_messages(:tx, 'A', ARRAY(SELECT 'hk' || i FROM generate_series(1, 200) i), 'Your order https://shop.example/o');
 SELECT regress.err('SELECT smslink.in_global_holdout(999999, ''x'')');
 
--- Incrementality by hand: 20 treatment subscribers (t1..t20) and 10 control (h1..h10), plus one
--- global holdout (g1, in neither group), all prepared on 2026-03-01 10:00.
-SELECT smslink.create_campaign(:b, 'Hand', '{A}') AS h \gset
-INSERT INTO smslink.subscriber (brand_id, external_key)
-SELECT :b, k FROM (SELECT 't' || i FROM generate_series(1, 20) i UNION ALL SELECT 'h' || i FROM generate_series(1, 10) i
-                   UNION ALL SELECT 'g1') s(k);
-INSERT INTO smslink.message (brand_id, campaign_id, variant_id, subscriber_id, status, sent_at, delivered_at, is_holdout, holdout_group, created_at)
-SELECT :b, :h, v.id, s.id,
-       CASE WHEN s.external_key LIKE 't%' THEN 'delivered' ELSE 'holdout' END,
-       CASE WHEN s.external_key LIKE 't%' THEN timestamptz '2026-03-01 10:01+00' END,
-       CASE WHEN s.external_key LIKE 't%' THEN timestamptz '2026-03-01 10:02+00' END,
-       s.external_key NOT LIKE 't%',
-       CASE WHEN s.external_key LIKE 'h%' THEN 'campaign' WHEN s.external_key = 'g1' THEN 'global' END,
-       timestamptz '2026-03-01 10:00+00'
-  FROM smslink.subscriber s, smslink.variant v
- WHERE s.brand_id = :b AND s.external_key ~ '^(t|h)[0-9]+$|^g1$' AND v.campaign_id = :h;
--- Conversions: t1..t6 in the window (t1 twice: one converted subscriber, 20 of revenue; t3's is a
--- signup), t7 after the window, t8 before the send; h1 and h2 in the window; g1 (not counted).
-INSERT INTO smslink.conversion (brand_id, subscriber_id, event, value, currency, occurred_at, external_id)
-SELECT :b, s.id, x.event, x.value, 'USD', timestamptz '2026-03-01 10:00+00' + x.after, 'hand-' || x.k || '-' || x.n
-  FROM (VALUES ('t1', 1, 'purchase', 10, interval '1 day'), ('t1', 2, 'purchase', 10, interval '2 days'),
-               ('t2', 1, 'purchase', 20, interval '1 hour'), ('t3', 1, 'signup', 30, interval '1 day'),
-               ('t4', 1, 'purchase', 40, interval '3 days'), ('t5', 1, 'purchase', 50, interval '6 days 23 hours'),
-               ('t6', 1, 'purchase', 60, interval '0'), ('t7', 1, 'purchase', 70, interval '7 days'),
-               ('t8', 1, 'purchase', 80, interval '-1 hour'),
-               ('h1', 1, 'purchase', 15, interval '2 days'), ('h2', 1, 'purchase', 25, interval '4 days'),
-               ('g1', 1, 'purchase', 99, interval '1 day')) x(k, n, event, value, after)
-  JOIN smslink.subscriber s ON s.brand_id = :b AND s.external_key = x.k;
+-- Incrementality by hand: tests/fixtures/holdout_hand.sql (20 treatment, 10 control, 1 global).
+\i tests/fixtures/holdout_hand.sql
 -- Treatment 6/20 = 0.3, control 2/10 = 0.2: lift 0.1, relative lift 0.5, 2 incremental
 -- conversions; revenue per recipient 220/20 = 11 against 40/10 = 4: 7 more, 140 in all. Far too
 -- small to tell: underpowered (the relative MDE is over 10%).
