@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: benchmarks as ratios against baselines measured in the same run.
 #   1. the token codec in core (encode/decode vs raw FF1; forged-token acceptance);
-#   2. prepare_messages (100,000 messages) vs a bare INSERT of the same rows.
+#   2. prepare_messages (100,000 messages) vs a bare INSERT of the same rows;
+#   3. choose_variant vs a built-in function call; incrementality vs hand-written SQL.
 # BENCH_N and BENCH_ROUNDS override the defaults (100000, 3).
 source "$(dirname "$0")/common.sh"
 ensure_packages
@@ -18,6 +19,9 @@ psql_q -d smslink_bench -v n="${BENCH_N:-100000}" -v rounds="${BENCH_ROUNDS:-3}"
 log "choose_variant vs a built-in function call (200,000 calls per round, one session)"
 fresh_db smslink_bench_bandit
 psql_q -d smslink_bench_bandit -v rounds="${BENCH_ROUNDS:-3}" -f bench/choose_variant.sql
+log "incrementality on a 1,000,000-subscriber campaign with a 10% holdout vs hand-written SQL"
+fresh_db smslink_bench_holdout
+psql_q -d smslink_bench_holdout -v rounds="${BENCH_ROUNDS:-3}" -v n="${BENCH_HOLDOUT_N:-1000000}" -f bench/incrementality.sql
 
 # 3. track_click against the durability ceiling, in the database (no HTTP): pgbench, same client
 #    count and duration for (b) a primary-key lookup plus a one-row insert into a table shaped like

@@ -154,7 +154,8 @@ type Row = (
 );
 
 /// Per-subscriber outcomes of `members` (a query yielding `subscriber_id`, `anchor` and
-/// `control`, one row per subscriber), aggregated per group. `$2` is the window, `$3` the events
+/// `control`, one row per subscriber: the first message's time, and whether every message of the
+/// subscriber in scope was a holdout), aggregated per group. `$2` is the window, `$3` the events
 /// filter and `$4` the end of the outcome span: a conversion counts when it occurred in
 /// `[anchor, coalesce($4, anchor) + window)`.
 const OUTCOMES: &str = "
@@ -275,7 +276,8 @@ fn report(
 
 /// A campaign's incrementality against its holdout: the treatment is every subscriber prepared a
 /// message, the control every subscriber the campaign's holdout held out (global holdouts are in
-/// neither). Each subscriber's window starts when their message was prepared (`created_at`), and
+/// neither; a subscriber with messages of both kinds, after a change of fraction, received the
+/// campaign). Each subscriber's window starts at their first message (`created_at`), and
 /// counts their conversions whether or not they clicked. docs/experiments.md has the formulas
 /// and the decision rule.
 #[pg_extern(stable, parallel_safe)]
@@ -321,11 +323,10 @@ fn incrementality(
 > {
     const F: &str = "incrementality";
     let r = rule(F, campaign_id);
-    let members = "SELECT DISTINCT ON (m.subscriber_id) m.subscriber_id, m.created_at AS anchor,
-                          m.is_holdout AS control
+    let members = "SELECT m.subscriber_id, min(m.created_at) AS anchor, bool_and(m.is_holdout) AS control
                      FROM smslink.message m
-                    WHERE m.campaign_id = $1 AND coalesce(m.holdout_group, 'campaign') = 'campaign'
-                    ORDER BY m.subscriber_id, m.created_at, m.id";
+                    WHERE m.campaign_id = $1 AND (m.holdout_group IS NULL OR m.holdout_group <> 'global')
+                    GROUP BY m.subscriber_id";
     report(
         F,
         members,
@@ -341,8 +342,9 @@ fn incrementality(
 
 /// The brand's marketing against its global control group, over the messages prepared in
 /// `[from_ts, to_ts)`: the control is every subscriber of the global control group who was held
-/// out in that span, the treatment every other subscriber prepared a marketing message. A
-/// subscriber's outcome span runs from their first message in the span to `to_ts + window`.
+/// out in that span (every message of theirs in it a global holdout), the treatment every other
+/// subscriber prepared a marketing message. A subscriber's outcome span runs from their first
+/// message in the span to `to_ts + window`.
 #[pg_extern(stable, parallel_safe)]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn global_incrementality(
@@ -413,12 +415,12 @@ fn global_incrementality(
     if !known {
         raise(NOT_FOUND, format!("{F}: unknown brand {brand_id}"));
     }
-    let members = "SELECT DISTINCT ON (m.subscriber_id) m.subscriber_id, m.created_at AS anchor,
-                          coalesce(m.holdout_group = 'global', false) AS control
+    let members = "SELECT m.subscriber_id, min(m.created_at) AS anchor,
+                          bool_and(coalesce(m.holdout_group = 'global', false)) AS control
                      FROM smslink.message m JOIN smslink.campaign c ON c.id = m.campaign_id
                     WHERE m.brand_id = $1 AND c.purpose = 'marketing'
                       AND m.created_at >= $5 AND m.created_at < $4
-                    ORDER BY m.subscriber_id, m.created_at, m.id";
+                    GROUP BY m.subscriber_id";
     report(
         F,
         members,
