@@ -98,6 +98,14 @@ SELECT treatment_converted, control_converted, treatment_revenue_per_recipient, 
 SELECT treatment_converted, control_converted, decision FROM smslink.incrementality(:h, '1 day');
 SELECT decision, round(mde_relative::numeric, 3) AS mde_rel FROM smslink.incrementality(:h, target_relative_lift => 10);
 
+-- h1, held out and then sent the campaign an hour later (say the fraction was lowered), counts
+-- once, as treatment, from the first message: 21 against 9, h1's purchase on the treatment side.
+INSERT INTO smslink.message (brand_id, campaign_id, variant_id, subscriber_id, status, created_at)
+SELECT :b, :h, v.id, s.id, 'queued', timestamptz '2026-03-01 11:00+00'
+  FROM smslink.subscriber s, smslink.variant v WHERE s.brand_id = :b AND s.external_key = 'h1' AND v.campaign_id = :h;
+SELECT treatment_n, control_n, treatment_converted, control_converted FROM smslink.incrementality(:h);
+DELETE FROM smslink.message WHERE campaign_id = :h AND NOT is_holdout AND status = 'queued';
+
 -- The prepared campaign: windows still open (collecting); with the messages moved back 10 days and
 -- conversions for a pseudo-random tenth of subscribers, every count and mean equals plain SQL.
 SELECT treatment_n, control_n, decision FROM smslink.incrementality(:c);
@@ -106,9 +114,9 @@ INSERT INTO smslink.conversion (brand_id, subscriber_id, event, value, occurred_
 SELECT :b, m.subscriber_id, 'purchase', (abs(hashtext(m.id::text)) % 100)::numeric,
        m.created_at + (abs(hashtext(m.id::text || 'at')) % 240) * interval '1 hour', 'rnd-' || m.id
   FROM smslink.message m WHERE m.campaign_id = :c AND abs(hashtext(m.id::text || 'c')) % 10 < 2;
-WITH m AS (SELECT DISTINCT ON (subscriber_id) subscriber_id, created_at AS anchor, is_holdout AS control
-             FROM smslink.message WHERE campaign_id = :c AND coalesce(holdout_group, 'campaign') = 'campaign'
-            ORDER BY subscriber_id, created_at, id),
+WITH m AS (SELECT subscriber_id, min(created_at) AS anchor, bool_and(is_holdout) AS control
+             FROM smslink.message WHERE campaign_id = :c AND holdout_group IS DISTINCT FROM 'global'
+            GROUP BY subscriber_id),
      per AS (SELECT m.control, (SELECT coalesce(sum(v.value), 0) FROM smslink.conversion v
                                   WHERE v.subscriber_id = m.subscriber_id AND v.occurred_at >= m.anchor
                                     AND v.occurred_at < m.anchor + interval '7 days') AS revenue,
