@@ -7,7 +7,7 @@ demo:   ## build, start a local cluster, prepare and deliver a 10,000-message ca
 test:   ## every test tier; ends with a SUMMARY line, non-zero on failure
 	bash scripts/test.sh
 
-bench:  ## token codec and prepare_messages benchmarks, as ratios against same-run baselines
+bench:  ## token codec, prepare_messages, choose_variant, track_click and incrementality, as ratios against same-run baselines
 	bash scripts/bench.sh
 
 bench-redirect:  ## the click path over HTTP vs pgbench, nginx and forged-token ceilings (wrk)
