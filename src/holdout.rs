@@ -155,7 +155,8 @@ type Row = (
 
 /// Per-subscriber outcomes of `members` (a query yielding `subscriber_id`, `anchor` and
 /// `control`, one row per subscriber: the first message's time, and whether every message of the
-/// subscriber in scope was a holdout), aggregated per group. `$2` is the window, `$3` the events
+/// subscriber in scope was a holdout), aggregated per group. `members` may use `$1` (the campaign
+/// or brand id), `$4` and `$5` (the span's end and start). `$2` is the window, `$3` the events
 /// filter and `$4` the end of the outcome span: a conversion counts when it occurred in
 /// `[anchor, coalesce($4, anchor) + window)`.
 const OUTCOMES: &str = "
@@ -176,7 +177,8 @@ const OUTCOMES: &str = "
 fn report(
     f: &str,
     members: &str,
-    args: [pgrx::datum::DatumWithOid<'_>; 2],
+    scope_id: i64,
+    from_ts: Option<TimestampWithTimeZone>,
     window: Option<Interval>,
     events: Option<Vec<Option<String>>>,
     outcome_end: Option<TimestampWithTimeZone>,
@@ -203,7 +205,6 @@ fn report(
         }
     }
     let sql = format!("WITH members AS ({members}), {OUTCOMES}");
-    let [a, b] = args;
     let mut treatment = Group::default();
     let mut control = Group::default();
     let mut ends: Option<TimestampWithTimeZone> = None;
@@ -213,7 +214,13 @@ fn report(
             .select(
                 &sql,
                 None,
-                &[a, window.into(), events.into(), outcome_end.into(), b],
+                &[
+                    scope_id.into(),
+                    window.into(),
+                    events.into(),
+                    outcome_end.into(),
+                    from_ts.into(),
+                ],
             )
             .spi()
         {
@@ -330,7 +337,8 @@ fn incrementality(
     report(
         F,
         members,
-        [r.campaign_id.into(), Option::<i32>::None.into()],
+        r.campaign_id,
+        None,
         window,
         events,
         None,
@@ -424,7 +432,8 @@ fn global_incrementality(
     report(
         F,
         members,
-        [brand_id.into(), from_ts.into()],
+        brand_id,
+        Some(from_ts),
         window,
         events,
         Some(to_ts),
