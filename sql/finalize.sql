@@ -2,8 +2,10 @@
 SELECT smslink.rotate_token_key();
 REVOKE EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) TO smslink_proxy;
-REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz) TO smslink_proxy;
+REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) TO smslink_proxy;
+REVOKE EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) TO smslink_proxy;
 -- Postback secrets: only the owner rotates them or signs with them; the proxy records signed
 -- postbacks and nothing else.
 REVOKE EXECUTE ON FUNCTION smslink.rotate_postback_secret(bigint) FROM PUBLIC;
@@ -16,7 +18,9 @@ GRANT EXECUTE ON FUNCTION smslink.record_postback(text[], text[], text) TO smsli
 -- address, message or range), so these functions never plan anything else.
 ALTER FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz)
     SET enable_seqscan = off SET enable_bitmapscan = off;
-ALTER FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz)
+ALTER FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[])
+    SET enable_seqscan = off SET enable_bitmapscan = off;
+ALTER FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[])
     SET enable_seqscan = off SET enable_bitmapscan = off;
 -- Attribution is thousands of small index lookups; compiling its plans with JIT costs more than
 -- it could ever save (50-70 ms per call on the benchmark history, BENCHMARKS.md).
@@ -63,7 +67,8 @@ DECLARE
  "sms_segments": "Encoding (GSM-7 or UCS-2), length and segment count of an SMS body.",
  "token_for": "The token of a link id.",
  "track_click": "The click hot path: logs one click, classifies it and answers the redirect (status, location).",
- "track_clicks": "The click hot path for a batch of clicks in one statement and one transaction.",
+ "track_clicks": "The click hot path for a batch of clicks in one statement and one transaction; a request id logged before is answered 409.",
+ "ingest_clicks": "The edge path: logs clicks an edge proxy answered from its cache and spooled, with their original times, request ids and click ids, exactly as the database path would have; replays are ignored.",
  "ua_os": "Operating-system family of a User-Agent.",
  "choose_variant": "The variant to send to a subscriber: the campaign''s current allocation epoch (fixed shares or bandit weights) and the subscriber''s stable bucket among 10,000.",
  "set_allocation": "Switches a campaign between fixed shares (weights, NULL = equal) and bandit allocation, freezing a new epoch.",

@@ -179,6 +179,7 @@ fn record_conversion(
                 )
                 .spi();
             match first_i64(owner) {
+                None if crate::edge::is_leased(c, click) => crate::edge::not_shipped_yet(F, click),
                 None => raise(
                     PgSqlErrorCode::ERRCODE_FOREIGN_KEY_VIOLATION,
                     format!("{F}: click {click} is not a click of brand {brand_id}"),

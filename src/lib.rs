@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 mod attribution;
 mod classify;
 mod conversions;
+mod edge;
 mod errors;
 mod experiments;
 mod holdout;
@@ -45,6 +46,9 @@ extension_sql_file!(
         metrics::ua_os
     ]
 );
+
+// The edge click path: the link feed for the proxy's cache, click-id leases, request ids.
+extension_sql_file!("../sql/edge.sql", name = "edge", requires = ["schema"]);
 
 /// Registers the extension's settings when the library loads.
 #[pg_guard]

@@ -181,6 +181,9 @@ fn record_postback(
             )
             .spi();
         if found.is_empty() {
+            if crate::edge::is_leased(c, pb.click_id) {
+                crate::edge::not_shipped_yet(F, pb.click_id);
+            }
             refused();
         }
         let row = found.first();

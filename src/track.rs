@@ -31,11 +31,15 @@ use crate::keys;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{Inet, JsonB, PgBuiltInOids, PgOid};
-use smslink_core::click::{device, normalize_host};
+use smslink_core::click::{device, normalize_host, waves};
 use std::cell::OnceCell;
 
 /// The CLICK statement, with the classifier's database context or (`context` false, setting
-/// `smslink.classifier_context = off`) with request signals only.
+/// `smslink.classifier_context = off`) with request signals only. Every row carries its own
+/// request time (`ats`, the tap's time: the transaction's on the database path, the original
+/// request's on the edge path), an optional request id (a replayed request id is answered
+/// `duplicate` and logged nothing) and an optional click id assigned by the proxy. `$1` and `$15`
+/// bound the batch's times, so that partitions are pruned when the statement starts.
 fn click_sql(context: bool) -> String {
     let judged = if context {
         format!(
@@ -49,24 +53,31 @@ fn click_sql(context: bool) -> String {
             .to_string()
     };
     let sql = format!(
-        "WITH input AS (
+        "WITH raw AS (
     SELECT * FROM unnest($2::int8[], $3::text[], $4::text[], $5::inet[], $6::text[], $7::text[],
-                         $8::jsonb[], $9::text[])
-           WITH ORDINALITY AS i(link_id, host, method, ip, user_agent, referrer, headers, device, ord)
+                         $8::jsonb[], $9::text[], $12::timestamptz[], $13::uuid[], $14::int8[])
+           WITH ORDINALITY AS i(link_id, host, method, ip, user_agent, referrer, headers, device,
+                                at, request_id, preset_id, ord)
+), input AS (
+    SELECT r.*, CASE WHEN r.request_id IS NOT NULL THEN
+                     (SELECT o.id FROM smslink.click o
+                       WHERE o.request_id = r.request_id AND o.clicked_at = r.at LIMIT 1) END AS dup_id
+      FROM raw r
 ), x AS (
-    SELECT i.*, $1::timestamptz AS at, l.brand_id, l.message_id, l.kind AS link_kind,
+    SELECT i.*, l.brand_id, l.message_id, l.kind AS link_kind,
            m.campaign_id, m.variant_id,
            m.subscriber_id, m.delivered_at,
-           l.expires_at IS NOT NULL AND l.expires_at <= $1 AS expired,
-           CASE WHEN l.expires_at IS NOT NULL AND l.expires_at <= $1
+           l.expires_at IS NOT NULL AND l.expires_at <= i.at AS expired,
+           CASE WHEN l.expires_at IS NOT NULL AND l.expires_at <= i.at
                 THEN coalesce(l.fallback_url, c.fallback_url, d.fallback_url)
                 ELSE l.destination END AS location,
-           extract(epoch FROM $1 - m.delivered_at)::float8 AS seconds, c.click_param
+           extract(epoch FROM i.at - m.delivered_at)::float8 AS seconds, c.click_param
       FROM input i
       JOIN smslink.link l ON l.id = i.link_id
       JOIN smslink.domain d ON d.id = l.domain_id AND d.host = i.host
       JOIN smslink.message m ON m.id = l.message_id
       JOIN smslink.campaign c ON c.id = m.campaign_id
+     WHERE i.dup_id IS NULL
 ), judged AS (
     {judged}
 ), verdict AS (
@@ -75,36 +86,46 @@ fn click_sql(context: bool) -> String {
                                      j.ip_messages, j.message_ips, j.previewed) AS v
       FROM judged j
 ), target AS MATERIALIZED (
-    SELECT j.ord, nextval('smslink.click_id_seq') AS click_id, j.v[1] = 'human' AS human,
+    SELECT j.ord, coalesce(j.preset_id, nextval('smslink.click_id_seq')) AS click_id,
+           j.v[1] = 'human' AS human, j.at, j.request_id,
            j.link_id, j.link_kind, j.brand_id, j.message_id, j.campaign_id, j.variant_id, j.subscriber_id,
            j.method, j.ip, j.user_agent, j.referrer, j.headers, j.device, j.v[1] AS class,
            j.v[2:] AS reasons, j.expired, j.location, j.seconds, j.click_param
       FROM verdict j
      ORDER BY j.ord -- click ids follow the batch's order (nextval runs after the sort)
 ), candidate AS (
-    SELECT message_id, min(ord) AS ord FROM target WHERE human GROUP BY message_id
+    SELECT DISTINCT ON (message_id) message_id, ord, at FROM target WHERE human
+     ORDER BY message_id, at, ord
 ), locked AS (
     -- Every candidate's message is locked, not only those without a first click in this
     -- snapshot: reclassify may be taking a message's only human click away concurrently, and
     -- the claim below must then see its result (it re-checks the latest row version).
-    SELECT m.id FROM smslink.message m JOIN candidate k ON k.message_id = m.id
+    SELECT m.id, m.first_click_at AS previous FROM smslink.message m JOIN candidate k ON k.message_id = m.id
      ORDER BY m.id
        FOR NO KEY UPDATE OF m
 ), claim AS (
-    UPDATE smslink.message m SET first_click_at = $1
-      FROM locked
-     WHERE m.id = locked.id AND m.first_click_at IS NULL
-    RETURNING m.id
+    -- The first click is the earliest human click: a click shipped late from an edge proxy
+    -- with an earlier request time takes the claim over from a later one.
+    UPDATE smslink.message m SET first_click_at = k.at
+      FROM locked JOIN candidate k ON k.message_id = locked.id
+     WHERE m.id = locked.id AND (m.first_click_at IS NULL OR m.first_click_at > k.at)
+    RETURNING m.id, locked.previous
+), superseded AS (
+    UPDATE smslink.click c SET is_first = false
+      FROM claim
+     WHERE claim.previous IS NOT NULL AND c.message_id = claim.id
+       AND c.clicked_at = claim.previous AND c.is_first
+    RETURNING c.id
 ), logged AS (
     INSERT INTO smslink.click (id, clicked_at, brand_id, campaign_id, variant_id, message_id,
            subscriber_id, link_id, link_kind, method, ip, user_agent, referrer, headers, device, class, reasons,
-           seconds_since_delivery, is_first, expired)
-    SELECT t.click_id, $1, t.brand_id, t.campaign_id, t.variant_id, t.message_id, t.subscriber_id,
+           seconds_since_delivery, is_first, expired, request_id)
+    SELECT t.click_id, t.at, t.brand_id, t.campaign_id, t.variant_id, t.message_id, t.subscriber_id,
            t.link_id, t.link_kind, t.method, t.ip, t.user_agent, t.referrer, t.headers, t.device, t.class,
            t.reasons, t.seconds,
            EXISTS (SELECT 1 FROM claim JOIN candidate k ON k.message_id = claim.id
                     WHERE claim.id = t.message_id AND k.ord = t.ord),
-           t.expired
+           t.expired, t.request_id
       FROM target t
     RETURNING id
 )
@@ -119,9 +140,18 @@ SELECT t.ord, t.click_id,
                      (SELECT v.key FROM smslink.variant v WHERE v.id = t.variant_id),
                      t.message_id) END,
        t.class
-  FROM target t JOIN logged ON logged.id = t.click_id"
+  FROM target t JOIN logged ON logged.id = t.click_id
+UNION ALL
+SELECT i.ord, i.dup_id, NULL, 'duplicate' FROM input i WHERE i.dup_id IS NOT NULL"
     );
-    context_sql(&sql, "$1", "o.clicked_at <= $1", "$10", "$11")
+    context_sql(
+        &sql,
+        "x.at",
+        "o.clicked_at <= x.at AND o.clicked_at <= $1
+               AND o.clicked_at >= $15 - make_interval(secs => greatest($10, $11)) - interval '1 day'",
+        "$10",
+        "$11",
+    )
 }
 
 /// The most clicks one call may carry.
@@ -185,6 +215,10 @@ fn prepare(c: &SpiClient<'_>) -> Plans {
         oid(TEXTARRAYOID),
         oid(FLOAT8OID),
         oid(FLOAT8OID),
+        oid(TIMESTAMPTZARRAYOID),
+        oid(UUIDARRAYOID),
+        oid(INT8ARRAYOID),
+        oid(TIMESTAMPTZOID),
     ];
     let keep = |context| c.prepare_mut(&click_sql(context), &args).spi().keep();
     Plans {
@@ -240,17 +274,51 @@ struct Hit {
     ip: Option<Inet>,
     referrer: Option<String>,
     headers: Option<JsonB>,
+    /// The request's own time (edge path); None: the batch's time.
+    at: Option<TimestampWithTimeZone>,
+    /// The id the proxy gave the request: a request id already logged is not logged again.
+    request_id: Option<pgrx::Uuid>,
+    /// A click id the proxy assigned from a leased block (edge path); None: the next of
+    /// `smslink.click_id_seq`.
+    click_id: Option<i64>,
 }
 
 /// status, location, click_id, class
 type Row = (i32, Option<String>, Option<i64>, Option<String>);
 
+/// The status of a request whose id was logged before: nothing is logged again.
+pub const DUPLICATE: i32 = 409;
+
+/// The message of each link id (a link that does not exist maps to its negated id, so that it
+/// conflicts with nothing; the statement answers it 404).
+fn messages_of(c: &SpiClient<'_>, link_ids: &[i64]) -> std::collections::HashMap<i64, i64> {
+    let rows = c
+        .select(
+            "SELECT id, message_id FROM smslink.link WHERE id = ANY($1)",
+            None,
+            &[link_ids.to_vec().into()],
+        )
+        .spi();
+    rows.filter_map(|r| Some((r.get::<i64>(1).ok()??, r.get::<i64>(2).ok()??)))
+        .collect()
+}
+
+fn transaction_start() -> TimestampWithTimeZone {
+    // SAFETY: reads the transaction start time, as now() does.
+    unsafe {
+        TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp())
+            .unwrap_or_else(|_| crate::errors::raise(crate::errors::INVALID_PARAMETER, "no time"))
+    }
+}
+
 /// Logs a batch of `n` requests and answers each. `hits` are the requests whose token decoded,
-/// with their place in the batch; `invalid` counts the rest (forged or malformed tokens).
-/// Never raises for a bad token or host.
+/// with their place in the batch; `invalid` counts the rest (forged or malformed tokens). A hit
+/// without its own time takes `at` (default: the transaction's start). Hits are logged in time
+/// order, in as few statements as [`waves`] allows, so a batch gives the rows that logging its
+/// clicks one by one would give. Never raises for a bad token or host.
 fn log_clicks(
     n: usize,
-    hits: Vec<(usize, Hit)>,
+    mut hits: Vec<(usize, Hit)>,
     invalid: usize,
     at: Option<TimestampWithTimeZone>,
 ) -> Vec<Row> {
@@ -260,11 +328,64 @@ fn log_clicks(
         // All forged: no statement, no table, no SPI.
         return rows;
     }
-    let at = at.unwrap_or_else(|| unsafe {
-        // SAFETY: reads the transaction start time, as now() does.
-        TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp())
-            .unwrap_or_else(|_| crate::errors::raise(crate::errors::INVALID_PARAMETER, "no time"))
+    let default_at = at.unwrap_or_else(transaction_start);
+    for (_, hit) in hits.iter_mut() {
+        hit.at.get_or_insert(default_at);
+    }
+    let time = |h: &Hit| h.at.map_or(0, |t| t.into_inner());
+    hits.sort_by_key(|(i, h)| (time(h), *i));
+    // Rules are refreshed here, outside the statement; classify_hit only reads them.
+    crate::classify::refresh_classifier(false);
+    let t = crate::classify::thresholds();
+    let candidates = hits.len();
+    let mut found = 0usize;
+    Spi::connect_mut(|c| {
+        let wave_of = if candidates > 1 {
+            let ids: Vec<i64> = hits.iter().map(|(_, h)| h.link_id).collect();
+            let messages = messages_of(c, &ids);
+            let ips: Vec<Option<String>> = hits
+                .iter()
+                .map(|(_, h)| h.ip.as_ref().map(|a| a.to_string()))
+                .collect();
+            let keys: Vec<(Option<&str>, i64)> = hits
+                .iter()
+                .zip(&ips)
+                .map(|((_, h), ip)| {
+                    let message = messages.get(&h.link_id).copied().unwrap_or(-h.link_id);
+                    (ip.as_deref(), message)
+                })
+                .collect();
+            waves(&keys)
+        } else {
+            vec![0]
+        };
+        let last = wave_of.iter().copied().max().unwrap_or(0);
+        let mut pending: Vec<Option<(usize, Hit)>> = hits.into_iter().map(Some).collect();
+        for wave in 0..=last {
+            let batch: Vec<(usize, Hit)> = pending
+                .iter_mut()
+                .zip(&wave_of)
+                .filter(|(_, &w)| w == wave)
+                .filter_map(|(slot, _)| slot.take())
+                .collect();
+            found += log_wave(c, batch, &t, &mut rows);
+        }
     });
+    count_rejected(c"rejected_unknown_target_seq", candidates - found);
+    rows
+}
+
+/// One execution of the CLICK statement for hits that do not depend on each other; fills their
+/// answers into `rows` and returns how many were found (logged or duplicate).
+fn log_wave(
+    c: &mut SpiClient<'_>,
+    hits: Vec<(usize, Hit)>,
+    t: &smslink_core::classify::Thresholds,
+    rows: &mut [Row],
+) -> usize {
+    if hits.is_empty() {
+        return 0;
+    }
     let candidates = hits.len();
     let index: Vec<usize> = hits.iter().map(|(i, _)| *i).collect();
     let mut link_id = Vec::with_capacity(candidates);
@@ -275,6 +396,9 @@ fn log_clicks(
     let mut referrer = Vec::with_capacity(candidates);
     let mut headers = Vec::with_capacity(candidates);
     let mut devices = Vec::with_capacity(candidates);
+    let mut ats = Vec::with_capacity(candidates);
+    let mut request_ids = Vec::with_capacity(candidates);
+    let mut click_ids = Vec::with_capacity(candidates);
     for (_, hit) in hits {
         link_id.push(hit.link_id);
         host.push(hit.host.as_deref().map(normalize_host));
@@ -284,55 +408,63 @@ fn log_clicks(
         user_agent.push(hit.user_agent);
         referrer.push(hit.referrer);
         headers.push(hit.headers);
+        ats.push(hit.at);
+        request_ids.push(hit.request_id);
+        click_ids.push(hit.click_id);
     }
-    // Rules are refreshed here, outside the statement; classify_hit only reads them.
-    crate::classify::refresh_classifier(false);
-    let t = crate::classify::thresholds();
+    let first = ats.iter().flatten().map(|a| a.into_inner()).min();
+    let latest = ats.iter().flatten().map(|a| a.into_inner()).max();
+    let bound = |v: Option<i64>| v.and_then(|v| TimestampWithTimeZone::try_from(v).ok());
     let mut found = 0usize;
-    Spi::connect_mut(|c| {
-        PLANS.with(|cell| {
-            let plans = cell.get_or_init(|| prepare(c));
-            let plan = if crate::classify::context_enabled() {
-                &plans.with_context
-            } else {
-                &plans.without_context
+    PLANS.with(|cell| {
+        let plans = cell.get_or_init(|| prepare(c));
+        let plan = if crate::classify::context_enabled() {
+            &plans.with_context
+        } else {
+            &plans.without_context
+        };
+        let logged = c
+            .update(
+                plan,
+                None,
+                &[
+                    bound(latest).into(),
+                    link_id.into(),
+                    host.into(),
+                    method.into(),
+                    ip.into(),
+                    user_agent.into(),
+                    referrer.into(),
+                    headers.into(),
+                    devices.into(),
+                    t.burst_ip_window_seconds.into(),
+                    t.burst_token_window_seconds.into(),
+                    ats.into(),
+                    request_ids.into(),
+                    click_ids.into(),
+                    bound(first).into(),
+                ],
+            )
+            .spi();
+        for r in logged {
+            let ord = r.get::<i64>(1).spi().unwrap_or(0);
+            let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {
+                continue;
             };
-            let logged = c
-                .update(
-                    plan,
-                    None,
-                    &[
-                        at.into(),
-                        link_id.into(),
-                        host.into(),
-                        method.into(),
-                        ip.into(),
-                        user_agent.into(),
-                        referrer.into(),
-                        headers.into(),
-                        devices.into(),
-                        t.burst_ip_window_seconds.into(),
-                        t.burst_token_window_seconds.into(),
-                    ],
-                )
-                .spi();
-            for r in logged {
-                let ord = r.get::<i64>(1).spi().unwrap_or(0);
-                let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {
-                    continue;
-                };
-                let row = &mut rows[i];
-                row.2 = r.get::<i64>(2).spi();
+            let row = &mut rows[i];
+            row.2 = r.get::<i64>(2).spi();
+            row.3 = r.get::<String>(4).spi();
+            if row.3.as_deref() == Some("duplicate") {
+                row.0 = DUPLICATE;
+            } else {
                 // An expired link with no fallback anywhere is gone: 410, still logged.
                 row.1 = r.get::<String>(3).spi();
                 row.0 = if row.1.is_some() { 302 } else { 410 };
-                row.3 = r.get::<String>(4).spi();
-                found += 1;
             }
-        })
+            found += 1;
+        }
     });
-    count_rejected(c"rejected_unknown_target_seq", candidates - found);
-    rows
+    found
 }
 
 /// Logs one click and answers with the redirect. Never raises for a bad token or host: it
@@ -370,6 +502,9 @@ fn track_click(
                 ip,
                 referrer: referrer.map(str::to_string),
                 headers,
+                at: None,
+                request_id: None,
+                click_id: None,
             },
         )],
     };
@@ -403,9 +538,108 @@ impl<'a, T: pgrx::datum::UnboxDatum> Column<'a, T> {
     }
 }
 
+/// The arguments of a batch call, checked: `tokens` sets the batch size, every other array is
+/// NULL (all elements NULL) or as long.
+struct Batch<'a> {
+    tokens: Array<'a, &'a str>,
+    hosts: Texts<'a>,
+    methods: Texts<'a>,
+    user_agents: Texts<'a>,
+    ips: Texts<'a>,
+    referrers: Texts<'a>,
+    headers: Option<Array<'a, JsonB>>,
+    ats: Option<Array<'a, TimestampWithTimeZone>>,
+    request_ids: Option<Array<'a, pgrx::Uuid>>,
+    click_ids: Option<Array<'a, i64>>,
+}
+
+impl Batch<'_> {
+    /// Checks the lengths (22023 naming the argument) and the batch size (54000).
+    fn check(&self, function: &str) {
+        use crate::errors::{raise_hint, INVALID_PARAMETER};
+        let n = self.tokens.len();
+        if n > MAX_BATCH {
+            raise_hint(
+                pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!("{function}: {n} clicks in one call; at most {MAX_BATCH}"),
+                "split the batch",
+            );
+        }
+        let lengths = [
+            ("hosts", self.hosts.as_ref().map(Array::len)),
+            ("methods", self.methods.as_ref().map(Array::len)),
+            ("user_agents", self.user_agents.as_ref().map(Array::len)),
+            ("ips", self.ips.as_ref().map(Array::len)),
+            ("referrers", self.referrers.as_ref().map(Array::len)),
+            ("headers", self.headers.as_ref().map(Array::len)),
+            ("ats", self.ats.as_ref().map(Array::len)),
+            ("request_ids", self.request_ids.as_ref().map(Array::len)),
+            ("click_ids", self.click_ids.as_ref().map(Array::len)),
+        ];
+        for (name, len) in lengths {
+            if let Some(len) = len.filter(|&l| l != n) {
+                raise_hint(
+                    INVALID_PARAMETER,
+                    format!("{function}: tokens has {n} elements but {name} has {len}"),
+                    "pass arrays of the same length, or NULL for an argument that is NULL throughout",
+                );
+            }
+        }
+    }
+
+    /// Decodes the tokens and logs the batch: the answers in the batch's order.
+    fn log(self, function: &str, at: Option<TimestampWithTimeZone>) -> Vec<Row> {
+        self.check(function);
+        let n = self.tokens.len();
+        // Decode first: the other arrays are only read at the positions of tokens that decoded,
+        // so a batch of forged tokens never unpacks a header or parses a JSON document.
+        let decoded: Vec<(usize, i64)> = self
+            .tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.and_then(keys::decode).map(|id| (i, id)))
+            .collect();
+        let invalid = n - decoded.len();
+        let mut hosts = Column::new(self.hosts.as_ref());
+        let mut methods = Column::new(self.methods.as_ref());
+        let mut user_agents = Column::new(self.user_agents.as_ref());
+        let mut ips = Column::new(self.ips.as_ref());
+        let mut referrers = Column::new(self.referrers.as_ref());
+        let mut headers = Column::new(self.headers.as_ref());
+        let mut ats = Column::new(self.ats.as_ref());
+        let mut request_ids = Column::new(self.request_ids.as_ref());
+        let mut click_ids = Column::new(self.click_ids.as_ref());
+        let hits = decoded
+            .into_iter()
+            .map(|(i, link_id)| {
+                let hit = Hit {
+                    link_id,
+                    host: hosts.at(i).map(str::to_string),
+                    method: methods.at(i).map(str::to_string),
+                    user_agent: user_agents.at(i).map(str::to_string),
+                    // A string that is not an IP address is logged as NULL rather than failing
+                    // the batch.
+                    ip: ips
+                        .at(i)
+                        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+                        .map(|a| Inet::from(a.to_string())),
+                    referrer: referrers.at(i).map(str::to_string),
+                    headers: headers.at(i),
+                    at: ats.at(i),
+                    request_id: request_ids.at(i),
+                    click_id: click_ids.at(i),
+                };
+                (i, hit)
+            })
+            .collect();
+        log_clicks(n, hits, invalid, at)
+    }
+}
+
 /// Logs a batch of clicks in one transaction and answers each, in order: the `n`th row answers
-/// the `n`th element of the arrays. The same rules as `track_click`, one statement for the batch.
-/// `tokens` sets the batch size; every other array is NULL (all elements NULL) or as long.
+/// the `n`th element of the arrays. The same rules as `track_click`. `tokens` sets the batch
+/// size; every other array is NULL (all elements NULL) or as long. A request id (the proxy's
+/// UUID for the request) that was logged before is answered 409 and logged nothing.
 /// Executable only by the owner and `smslink_proxy`.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
@@ -419,6 +653,7 @@ fn track_clicks<'a>(
     referrers: Texts<'a>,
     headers: Option<Array<'a, JsonB>>,
     at: default!(Option<TimestampWithTimeZone>, "now()"),
+    request_ids: default!(Option<Array<'a, pgrx::Uuid>>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -429,72 +664,114 @@ fn track_clicks<'a>(
         name!(class, Option<String>),
     ),
 > {
-    use crate::errors::{raise, raise_hint, INVALID_PARAMETER, NULL_VALUE};
     let Some(tokens) = tokens else {
-        raise(NULL_VALUE, "track_clicks: tokens must not be NULL");
-    };
-    let n = tokens.len();
-    if n > MAX_BATCH {
-        raise_hint(
-            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("track_clicks: {n} clicks in one call; at most {MAX_BATCH}"),
-            "split the batch",
+        crate::errors::raise(
+            crate::errors::NULL_VALUE,
+            "track_clicks: tokens must not be NULL",
         );
+    };
+    let rows = Batch {
+        tokens,
+        hosts,
+        methods,
+        user_agents,
+        ips,
+        referrers,
+        headers,
+        ats: None,
+        request_ids,
+        click_ids: None,
     }
-    let lengths = [
-        ("hosts", hosts.as_ref().map(Array::len)),
-        ("methods", methods.as_ref().map(Array::len)),
-        ("user_agents", user_agents.as_ref().map(Array::len)),
-        ("ips", ips.as_ref().map(Array::len)),
-        ("referrers", referrers.as_ref().map(Array::len)),
-        ("headers", headers.as_ref().map(Array::len)),
-    ];
-    for (name, len) in lengths {
-        if let Some(len) = len.filter(|&l| l != n) {
-            raise_hint(
-                INVALID_PARAMETER,
-                format!("track_clicks: tokens has {n} elements but {name} has {len}"),
-                "pass arrays of the same length, or NULL for an argument that is NULL throughout",
-            );
-        }
-    }
-    // Decode first: the other arrays are only read at the positions of tokens that decoded, so
-    // a batch of forged tokens never unpacks a header or parses a JSON document.
-    let decoded: Vec<(usize, i64)> = tokens
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| t.and_then(keys::decode).map(|id| (i, id)))
-        .collect();
-    let invalid = n - decoded.len();
-    let mut hosts = Column::new(hosts.as_ref());
-    let mut methods = Column::new(methods.as_ref());
-    let mut user_agents = Column::new(user_agents.as_ref());
-    let mut ips = Column::new(ips.as_ref());
-    let mut referrers = Column::new(referrers.as_ref());
-    let mut headers = Column::new(headers.as_ref());
-    let hits = decoded
-        .into_iter()
-        .map(|(i, link_id)| {
-            let hit = Hit {
-                link_id,
-                host: hosts.at(i).map(str::to_string),
-                method: methods.at(i).map(str::to_string),
-                user_agent: user_agents.at(i).map(str::to_string),
-                // A string that is not an IP address is logged as NULL rather than failing
-                // the batch.
-                ip: ips
-                    .at(i)
-                    .and_then(|s| s.parse::<std::net::IpAddr>().ok())
-                    .map(|a| Inet::from(a.to_string())),
-                referrer: referrers.at(i).map(str::to_string),
-                headers: headers.at(i),
-            };
-            (i, hit)
-        })
-        .collect();
-    let rows = log_clicks(n, hits, invalid, at);
+    .log("track_clicks", at);
     TableIterator::new(rows.into_iter().enumerate().map(|(i, r)| {
         let ord = i32::try_from(i + 1).unwrap_or(i32::MAX);
         (ord, r.0, r.1, r.2, r.3)
     }))
 }
+
+/// The edge path's ingestion: logs clicks that an edge proxy answered from its link cache and
+/// spooled, each with its original request time, its request id and the click id the proxy
+/// gave its landing page. Classification, `is_first`, `first_click_at`, device and timing come
+/// out as they would have on the database path at that time. A request id already logged is
+/// skipped, so a spool replayed after a crash never duplicates a click. Answers per click, in
+/// order: 201 logged (with its class), 409 already logged, 404 forged token or unknown link.
+/// Executable only by the owner and `smslink_proxy`.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn ingest_clicks<'a>(
+    request_ids: Option<Array<'a, pgrx::Uuid>>,
+    click_ids: Option<Array<'a, i64>>,
+    ats: Option<Array<'a, TimestampWithTimeZone>>,
+    tokens: Texts<'a>,
+    hosts: Texts<'a>,
+    methods: Texts<'a>,
+    user_agents: Texts<'a>,
+    ips: Texts<'a>,
+    referrers: Texts<'a>,
+    headers: Option<Array<'a, JsonB>>,
+) -> TableIterator<
+    'static,
+    (
+        name!(ord, i32),
+        name!(status, i32),
+        name!(click_id, Option<i64>),
+        name!(class, Option<String>),
+    ),
+> {
+    use crate::errors::{raise, raise_hint, NULL_VALUE};
+    const F: &str = "ingest_clicks";
+    let Some(tokens) = tokens else {
+        raise(NULL_VALUE, format!("{F}: tokens must not be NULL"));
+    };
+    let (Some(request_ids), Some(ats)) = (request_ids, ats) else {
+        raise_hint(
+            NULL_VALUE,
+            format!("{F}: request_ids and ats must not be NULL"),
+            "every spooled click carries its request id and its request time",
+        );
+    };
+    if let Some(i) = request_ids.iter().position(|r| r.is_none()) {
+        raise(NULL_VALUE, format!("{F}: request_ids[{}] is NULL", i + 1));
+    }
+    if let Some(i) = ats.iter().position(|a| a.is_none_or(|a| !a.is_finite())) {
+        raise_hint(
+            crate::errors::INVALID_PARAMETER,
+            format!("{F}: ats[{}] is NULL or not finite", i + 1),
+            "pass the time each request arrived",
+        );
+    }
+    if let Some(ids) = &click_ids {
+        if let Some(i) = ids
+            .iter()
+            .position(|c| c.is_some_and(|c| c < EDGE_CLICK_IDS))
+        {
+            raise_hint(
+                crate::errors::INVALID_PARAMETER,
+                format!("{F}: click_ids[{}] is not a leased edge click id", i + 1),
+                "assign click ids from blocks leased with smslink.edge_lease_click_ids(), or pass NULL",
+            );
+        }
+    }
+    let rows = Batch {
+        tokens,
+        hosts,
+        methods,
+        user_agents,
+        ips,
+        referrers,
+        headers,
+        ats: Some(ats),
+        request_ids: Some(request_ids),
+        click_ids,
+    }
+    .log(F, None);
+    TableIterator::new(rows.into_iter().enumerate().map(|(i, r)| {
+        let ord = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        let status = if r.0 == 302 || r.0 == 410 { 201 } else { r.0 };
+        (ord, status, r.2, r.3)
+    }))
+}
+
+/// The first click id of the blocks edge proxies lease (`smslink.edge_lease_click_ids`): 2^48.
+pub const EDGE_CLICK_IDS: i64 = 1 << 48;

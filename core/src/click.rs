@@ -190,3 +190,68 @@ mod tests {
         assert_eq!(device(None), Device::Other);
     }
 }
+
+/// Splits a batch of hits, in time order, into waves that can each be logged by one statement
+/// with the same result as logging the hits one at a time. `keys` are each hit's client address
+/// and message. A hit goes into the wave after the last wave that holds an earlier hit from the
+/// same address or on the same message, because those earlier hits are part of its classifier
+/// context (burst and preview signals) and of its first-click claim; hits with nothing in common
+/// share the first wave, so a batch of unrelated clicks is still one statement.
+pub fn waves<A: Eq + std::hash::Hash + Clone, M: Eq + std::hash::Hash + Copy>(
+    keys: &[(Option<A>, M)],
+) -> Vec<usize> {
+    use std::collections::HashMap;
+    let mut by_ip: HashMap<A, usize> = HashMap::new();
+    let mut by_message: HashMap<M, usize> = HashMap::new();
+    keys.iter()
+        .map(|(ip, message)| {
+            let after_ip = ip.as_ref().and_then(|a| by_ip.get(a).copied());
+            let after_message = by_message.get(message).copied();
+            let wave = after_ip.max(after_message).map_or(0, |w| w + 1);
+            if let Some(a) = ip {
+                by_ip.insert(a.clone(), wave);
+            }
+            by_message.insert(*message, wave);
+            wave
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod wave_tests {
+    use super::waves;
+
+    #[test]
+    fn unrelated_hits_share_one_wave_and_related_ones_follow() {
+        let keys = [
+            (Some("10.0.0.1"), 1),
+            (Some("10.0.0.2"), 2),
+            (Some("10.0.0.1"), 3), // same address as the first
+            (Some("10.0.0.3"), 2), // same message as the second
+            (None, 4),
+            (None, 4),             // same message, no address
+            (Some("10.0.0.1"), 5), // after the third
+        ];
+        assert_eq!(waves(&keys), vec![0, 0, 1, 1, 0, 1, 2]);
+    }
+
+    #[test]
+    fn within_a_wave_no_two_hits_share_an_address_or_a_message() {
+        // A deterministic pseudo-random batch with many repeats.
+        let keys: Vec<(Option<u32>, u32)> = (0u32..2000)
+            .map(|i| {
+                let h = i.wrapping_mul(2_654_435_761);
+                ((h % 7 != 0).then_some(h % 97), (h >> 8) % 301)
+            })
+            .collect();
+        let w = waves(&keys);
+        for (i, a) in keys.iter().enumerate() {
+            for (j, b) in keys.iter().enumerate().skip(i + 1) {
+                let related = a.1 == b.1 || (a.0.is_some() && a.0 == b.0);
+                if related {
+                    assert!(w[j] > w[i], "hit {j} must come after related hit {i}");
+                }
+            }
+        }
+    }
+}

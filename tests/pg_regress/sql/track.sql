@@ -56,9 +56,11 @@ SELECT status, location FROM smslink.track_click(:'t1', 'go.track.example', 'GET
 SELECT status, location FROM smslink.track_click(:'t1', 'go.track.example', 'GET', :iphone, NULL, NULL, NULL, '2026-11-27 23:59+00');
 SELECT expired, count(*) FROM smslink.click WHERE message_id = :m1 GROUP BY expired ORDER BY expired;
 
--- track_clicks: a batch in one call, answered in order. Two human taps on one message in one
--- batch: only the earlier claims the first click. A preview before them claims nothing. Forged,
--- unknown-host and NULL entries get 404 and no row, counted like single calls.
+-- track_clicks: a batch in one call, answered in order, with the rows the taps would give one
+-- by one. Two taps on one message in one batch: only the earlier claims the first click, and
+-- the later (from no address) sees the earlier one from another address near delivery, which
+-- makes it a suspect (burst:token). A preview before them claims nothing. Forged, unknown-host
+-- and NULL entries get 404 and no row, counted like single calls.
 SELECT message_id AS m3 FROM smslink.prepare_message(:c, 'A', 'track-3', 'Spring sale https://shop.example/spring') \gset
 SELECT smslink.mark_delivered(:m3, '2026-11-27 10:00:00+00');
 SELECT token AS t3 FROM smslink.link WHERE message_id = :m3 \gset

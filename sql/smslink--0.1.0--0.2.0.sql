@@ -1,0 +1,300 @@
+-- smslink 0.1.0 -> 0.2.0. Run by ALTER EXTENSION smslink UPDATE; keeps every row.
+\echo Use "ALTER EXTENSION smslink UPDATE TO '0.2.0'" to load this file. \quit
+
+-- Note: adding link.feed_xid and campaign.feed_xid rewrites those tables (an ACCESS EXCLUSIVE
+-- lock for the time it takes; about a minute per 10 million links on a small machine).
+
+------------------------------------------------------------------------------------------------
+-- The edge click path (issue 14): the schema part is sql/edge.sql, word for word.
+------------------------------------------------------------------------------------------------
+
+-- Every click the proxy sends carries an id it assigned (a UUID), so that a spool replayed after
+-- a crash, or a click retried on another path, is logged once. Unique per partition with the
+-- partition key, which the click's original request time fixes: a replay has the same time.
+ALTER TABLE smslink.click ADD COLUMN request_id uuid;
+COMMENT ON COLUMN smslink.click.request_id IS
+    'The id the proxy gave the request (NULL for clicks logged by direct SQL calls); a click with a request id already logged is ignored';
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT inhrelid::regclass FROM pg_catalog.pg_inherits
+                 WHERE inhparent = 'smslink.click'::regclass
+    LOOP
+        EXECUTE format('CREATE UNIQUE INDEX %I ON %s (request_id, clicked_at) WHERE request_id IS NOT NULL',
+                       (SELECT relname FROM pg_catalog.pg_class WHERE oid = part) || '_request_idx', part);
+    END LOOP;
+END $$;
+
+-- Click ids for taps answered at the edge are assigned by the proxy before the database sees
+-- the click (the landing page gets them in {click_id}), from blocks it leases here. Blocks lie
+-- above 2^48, so they never meet the ids the database path takes from click_id_seq.
+ALTER SEQUENCE smslink.click_id_seq MAXVALUE 281474976710655;
+CREATE SEQUENCE smslink.click_id_block_seq MINVALUE 0 START 0;
+SELECT pg_catalog.pg_extension_config_dump('smslink.click_id_block_seq', '');
+
+-- The link feed. Every write to a link or campaign records the writing transaction's id; a
+-- proxy reads the rows of transactions that have all finished (below the snapshot's xmin), so
+-- nothing committed late is ever skipped, whatever order transactions commit in.
+CREATE FUNCTION smslink.feed_xid() RETURNS bigint
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.pg_current_xact_id()::text::bigint $$;
+COMMENT ON FUNCTION smslink.feed_xid() IS
+    'The current transaction''s id as a bigint: the feed position of the rows it writes';
+
+ALTER TABLE smslink.link ADD COLUMN feed_xid bigint NOT NULL DEFAULT smslink.feed_xid();
+CREATE INDEX link_feed_idx ON smslink.link (feed_xid, id);
+COMMENT ON COLUMN smslink.link.feed_xid IS
+    'The transaction that last changed where this link leads (the edge feed''s position)';
+ALTER TABLE smslink.campaign ADD COLUMN feed_xid bigint NOT NULL DEFAULT smslink.feed_xid();
+COMMENT ON COLUMN smslink.campaign.feed_xid IS
+    'The transaction that last changed the campaign''s fallback or click parameter (the edge feed''s position)';
+
+CREATE FUNCTION smslink.touch_feed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.feed_xid := smslink.feed_xid();
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION smslink.touch_feed() IS
+    'Trigger: a changed link or campaign takes the current transaction as its feed position';
+CREATE TRIGGER link_feed BEFORE UPDATE ON smslink.link FOR EACH ROW
+    WHEN (OLD.destination IS DISTINCT FROM NEW.destination
+       OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+       OR OLD.fallback_url IS DISTINCT FROM NEW.fallback_url
+       OR OLD.token IS DISTINCT FROM NEW.token
+       OR OLD.domain_id IS DISTINCT FROM NEW.domain_id
+       OR OLD.message_id IS DISTINCT FROM NEW.message_id)
+    EXECUTE FUNCTION smslink.touch_feed();
+CREATE TRIGGER campaign_feed BEFORE UPDATE ON smslink.campaign FOR EACH ROW
+    WHEN (OLD.fallback_url IS DISTINCT FROM NEW.fallback_url
+       OR OLD.click_param IS DISTINCT FROM NEW.click_param)
+    EXECUTE FUNCTION smslink.touch_feed();
+
+-- A subscriber key is part of a cached landing URL ({subscriber}): a changed key (erasure,
+-- pseudonymisation) re-feeds the subscriber's links.
+CREATE FUNCTION smslink.subscriber_feed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE smslink.link l SET feed_xid = smslink.feed_xid()
+      FROM smslink.message m
+     WHERE m.subscriber_id = NEW.id AND l.message_id = m.id;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION smslink.subscriber_feed() IS
+    'Trigger: a subscriber whose key changed has its links fed to the edge proxies again';
+CREATE TRIGGER subscriber_feed AFTER UPDATE OF external_key ON smslink.subscriber FOR EACH ROW
+    WHEN (OLD.external_key IS DISTINCT FROM NEW.external_key)
+    EXECUTE FUNCTION smslink.subscriber_feed();
+
+-- Deleted links leave a tombstone, so that a proxy drops them from its cache.
+CREATE TABLE smslink.link_tombstone (
+    link_id    bigint NOT NULL,
+    token      text NOT NULL,
+    feed_xid   bigint NOT NULL DEFAULT smslink.feed_xid(),
+    deleted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (feed_xid, link_id)
+);
+COMMENT ON TABLE smslink.link_tombstone IS
+    'Links deleted since the edge proxies loaded them: the feed tells proxies to forget them';
+SELECT pg_catalog.pg_extension_config_dump('smslink.link_tombstone', '');
+CREATE FUNCTION smslink.link_deleted() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO smslink.link_tombstone (link_id, token) SELECT id, token FROM gone;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION smslink.link_deleted() IS
+    'Trigger: deleted links leave tombstones in smslink.link_tombstone for the edge feed';
+CREATE TRIGGER link_tombstone AFTER DELETE ON smslink.link
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
+    EXECUTE FUNCTION smslink.link_deleted();
+
+-- The feed functions, for the proxy role only.
+CREATE FUNCTION smslink.edge_horizon() RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::bigint $$;
+COMMENT ON FUNCTION smslink.edge_horizon() IS
+    'Every transaction below this id has finished: the edge feed reads changes up to it';
+
+CREATE FUNCTION smslink.edge_start(max_links int, OUT horizon bigint, OUT after_link bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT smslink.edge_horizon(),
+           coalesce((SELECT id FROM smslink.link ORDER BY id DESC
+                      OFFSET greatest(max_links, 0) LIMIT 1), 0)
+$$;
+COMMENT ON FUNCTION smslink.edge_start(int) IS
+    'Where a cold edge cache starts: the feed horizon now, and the link id after which the newest max_links links lie';
+
+-- The columns a cached link needs (one definition for both feed functions).
+CREATE VIEW smslink.edge_link AS
+SELECT l.feed_xid, l.id AS link_id, l.token, false AS deleted, l.domain_id, m.campaign_id,
+       l.message_id, l.destination, l.fallback_url, l.expires_at,
+       s.external_key AS subscriber_key, v.key AS variant_key
+  FROM smslink.link l
+  JOIN smslink.message m ON m.id = l.message_id
+  JOIN smslink.subscriber s ON s.id = m.subscriber_id
+  JOIN smslink.variant v ON v.id = m.variant_id;
+REVOKE ALL ON smslink.edge_link FROM PUBLIC;
+COMMENT ON VIEW smslink.edge_link IS 'What the edge proxy caches of a link (read through smslink.edge_links)';
+
+CREATE FUNCTION smslink.edge_links_by_id(after_link bigint, max_rows int DEFAULT 10000)
+RETURNS SETOF smslink.edge_link
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.* FROM smslink.edge_link e
+     WHERE e.link_id > after_link
+     ORDER BY e.link_id
+     LIMIT least(greatest(max_rows, 1), 100000)
+$$;
+COMMENT ON FUNCTION smslink.edge_links_by_id(bigint, int) IS
+    'Cold start of an edge cache: links with id above after_link, in id order';
+
+CREATE FUNCTION smslink.edge_links(after_xid bigint, after_link bigint, horizon bigint,
+                                   max_rows int DEFAULT 10000)
+RETURNS SETOF smslink.edge_link
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT u.* FROM (
+        (SELECT e.* FROM smslink.edge_link e
+          WHERE (e.feed_xid, e.link_id) > (after_xid, after_link) AND e.feed_xid < horizon
+          ORDER BY e.feed_xid, e.link_id
+          LIMIT least(greatest(max_rows, 1), 100000))
+        UNION ALL
+        (SELECT t.feed_xid, t.link_id, t.token, true, NULL::bigint, NULL::bigint, NULL::bigint,
+                NULL::text, NULL::text, NULL::timestamptz, NULL::text, NULL::text
+           FROM smslink.link_tombstone t
+          WHERE (t.feed_xid, t.link_id) > (after_xid, after_link) AND t.feed_xid < horizon
+          ORDER BY t.feed_xid, t.link_id
+          LIMIT least(greatest(max_rows, 1), 100000))
+    ) u
+    ORDER BY u.feed_xid, u.link_id, u.deleted
+    LIMIT least(greatest(max_rows, 1), 100000)
+$$;
+COMMENT ON FUNCTION smslink.edge_links(bigint, bigint, bigint, int) IS
+    'Links changed (or deleted) by transactions after (after_xid, after_link) and below horizon, in feed order';
+
+CREATE FUNCTION smslink.edge_campaigns(from_xid bigint, horizon bigint)
+RETURNS TABLE (feed_xid bigint, campaign_id bigint, fallback_url text, click_param text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.feed_xid, c.id, c.fallback_url, c.click_param FROM smslink.campaign c
+     WHERE (from_xid IS NULL OR c.feed_xid >= from_xid) AND (horizon IS NULL OR c.feed_xid < horizon)
+     ORDER BY c.id
+$$;
+COMMENT ON FUNCTION smslink.edge_campaigns(bigint, bigint) IS
+    'Campaign settings that decide where a tap lands, changed in [from_xid, horizon) (NULL: no bound)';
+
+CREATE FUNCTION smslink.edge_domains()
+RETURNS TABLE (domain_id bigint, host text, fallback_url text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.id, d.host, coalesce(d.fallback_url, b.fallback_url)
+      FROM smslink.domain d JOIN smslink.brand b ON b.id = d.brand_id
+     ORDER BY d.id
+$$;
+COMMENT ON FUNCTION smslink.edge_domains() IS
+    'Every branded domain with its fallback URL (the domain''s, else the brand''s): the edge proxy''s host list';
+
+CREATE FUNCTION smslink.edge_lease_click_ids(OUT first_id bigint, OUT last_id bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 281474976710656 + b * 1048576, 281474976710656 + b * 1048576 + 1048575
+      FROM (SELECT nextval('smslink.click_id_block_seq') AS b) s
+$$;
+COMMENT ON FUNCTION smslink.edge_lease_click_ids() IS
+    'A block of 1,048,576 click ids for an edge proxy to give taps it answers before the database logs them';
+
+-- Whether a click id lies in a block an edge proxy has leased: a conversion that names such a
+-- click before the proxy shipped it is told to retry rather than refused.
+CREATE FUNCTION smslink.is_leased_click_id(click_id bigint) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT click_id >= 281474976710656
+       AND (SELECT CASE WHEN is_called THEN last_value END FROM smslink.click_id_block_seq)
+           >= (click_id - 281474976710656) / 1048576
+$$;
+COMMENT ON FUNCTION smslink.is_leased_click_id(bigint) IS
+    'True when click_id was leased to an edge proxy (the click may not have been shipped yet)';
+
+REVOKE EXECUTE ON FUNCTION smslink.edge_horizon() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.edge_start(int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.edge_links_by_id(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.edge_links(bigint, bigint, bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.edge_campaigns(bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.edge_domains() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION smslink.edge_lease_click_ids() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.edge_horizon() TO smslink_proxy;
+GRANT EXECUTE ON FUNCTION smslink.edge_start(int) TO smslink_proxy;
+GRANT EXECUTE ON FUNCTION smslink.edge_links_by_id(bigint, int) TO smslink_proxy;
+GRANT EXECUTE ON FUNCTION smslink.edge_links(bigint, bigint, bigint, int) TO smslink_proxy;
+GRANT EXECUTE ON FUNCTION smslink.edge_campaigns(bigint, bigint) TO smslink_proxy;
+GRANT EXECUTE ON FUNCTION smslink.edge_domains() TO smslink_proxy;
+GRANT EXECUTE ON FUNCTION smslink.edge_lease_click_ids() TO smslink_proxy;
+
+------------------------------------------------------------------------------------------------
+-- track_clicks takes request ids; ingest_clicks is new (both in src/track.rs).
+------------------------------------------------------------------------------------------------
+DROP FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz);
+-- smslink::track::track_clicks
+CREATE  FUNCTION "track_clicks"(
+	"tokens" TEXT[], /* Texts < '_ > */
+	"hosts" TEXT[], /* Texts < '_ > */
+	"methods" TEXT[], /* Texts < '_ > */
+	"user_agents" TEXT[], /* Texts < '_ > */
+	"ips" TEXT[], /* Texts < '_ > */
+	"referrers" TEXT[], /* Texts < '_ > */
+	"headers" jsonb[], /* :: std :: option :: Option < Array < '_, JsonB > > */
+	"at" timestamp with time zone DEFAULT now(), /* Option < TimestampWithTimeZone > */
+	"request_ids" uuid[] DEFAULT NULL /* :: std :: option :: Option < Array < '_, pgrx :: Uuid > > */
+) RETURNS TABLE (
+	"ord" INT,  /* i32 */
+	"status" INT,  /* i32 */
+	"location" TEXT,  /* Option < String > */
+	"click_id" bigint,  /* Option < i64 > */
+	"class" TEXT  /* Option < String > */
+)
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'track_clicks_wrapper';
+
+-- smslink::track::ingest_clicks
+CREATE  FUNCTION "ingest_clicks"(
+	"request_ids" uuid[], /* :: std :: option :: Option < Array < '_, pgrx :: Uuid > > */
+	"click_ids" bigint[], /* :: std :: option :: Option < Array < '_, i64 > > */
+	"ats" timestamp with time zone[], /* :: std :: option :: Option < Array < '_, TimestampWithTimeZone > > */
+	"tokens" TEXT[], /* Texts < '_ > */
+	"hosts" TEXT[], /* Texts < '_ > */
+	"methods" TEXT[], /* Texts < '_ > */
+	"user_agents" TEXT[], /* Texts < '_ > */
+	"ips" TEXT[], /* Texts < '_ > */
+	"referrers" TEXT[], /* Texts < '_ > */
+	"headers" jsonb[] /* :: std :: option :: Option < Array < '_, JsonB > > */
+) RETURNS TABLE (
+	"ord" INT,  /* i32 */
+	"status" INT,  /* i32 */
+	"click_id" bigint,  /* Option < i64 > */
+	"class" TEXT  /* Option < String > */
+)
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'ingest_clicks_wrapper';
+
+REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) TO smslink_proxy;
+REVOKE EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) TO smslink_proxy;
+ALTER FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[])
+    SET enable_seqscan = off SET enable_bitmapscan = off;
+ALTER FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[])
+    SET enable_seqscan = off SET enable_bitmapscan = off;
+COMMENT ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) IS
+    'The click hot path for a batch of clicks in one statement and one transaction; a request id logged before is answered 409.';
+COMMENT ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) IS
+    'The edge path: logs clicks an edge proxy answered from its cache and spooled, with their original times, request ids and click ids, exactly as the database path would have; replays are ignored.';
