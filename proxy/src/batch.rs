@@ -5,14 +5,26 @@
 //! WAL flush per batch instead of per click.
 //!
 //! A click is answered only after the call that logged it has returned, that is after its
-//! transaction committed: batching never acknowledges a click that could still be lost. If a
-//! batch fails with a database error (as opposed to a lost connection), its clicks are retried
-//! one by one so that one bad request cannot fail the others.
+//! transaction committed: batching never acknowledges a click that could still be lost.
+//!
+//! The converse matters too: a click whose client was already answered with an error (its
+//! request timed out, its receiver is gone) is not sent, so it cannot be logged after the client
+//! was told it failed. Every pooled connection carries a `statement_timeout` a little below the
+//! request timeout, so a stalled statement aborts (and its clicks are not committed) rather than
+//! commit after the client got its 503. What remains is a statement that started late in its
+//! clicks' budget and commits just after their deadline: rare, and bounded by the margin.
+//!
+//! A batch that fails because of its data (SQLSTATE class 22, data exception, or 23, integrity
+//! violation) is retried one click at a time, so one bad request cannot fail the others. Any
+//! other failure (a timeout, a lost connection, a server shutting down) would only fail again,
+//! once per click, each time after a long wait: those fail the whole batch at once.
 
 use deadpool_postgres::{Object, Pool};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::error::SqlState;
 
-const TRACK: &str = "SELECT ord, status, location FROM smslink.track_clicks($1, $2, $3, $4, $5, $6, $7::text[]::jsonb[])";
+const TRACK: &str = "SELECT ord, status, location FROM smslink.track_clicks($1, $2, $3, $4, $5, $6, $7::text[]::jsonb[], now(), $8::uuid[])";
 
 /// What the database answered: the status and, for a redirect, the location.
 pub type Answer = Result<(i32, Option<String>), String>;
@@ -27,7 +39,47 @@ pub struct Click {
     pub referrer: Option<String>,
     /// A JSON object of the headers the classifier reads.
     pub headers: String,
+    /// The proxy's id for the request: logged once, whichever path logs it.
+    pub request_id: uuid::Uuid,
     pub reply: oneshot::Sender<Answer>,
+}
+
+impl Click {
+    /// True when nobody waits for the answer any more: the request timed out or the client left.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// The `statement_timeout` of pooled connections for a request timeout: a tenth below it (at
+/// least 50 ms below, at least 1 ms), so that the statement gives up before the client does.
+pub fn statement_timeout(request_timeout: Duration) -> Duration {
+    let margin = (request_timeout / 10).max(Duration::from_millis(50));
+    request_timeout
+        .saturating_sub(margin)
+        .max(Duration::from_millis(1))
+}
+
+/// Adds `-c statement_timeout=...` to the connection's startup options (after any options the
+/// connection string already had), so that every pooled connection has it from its first
+/// statement, without a round trip of its own.
+pub fn with_statement_timeout(
+    mut config: tokio_postgres::Config,
+    request_timeout: Duration,
+) -> tokio_postgres::Config {
+    let ms = statement_timeout(request_timeout).as_millis();
+    let options = match config.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c statement_timeout={ms}"),
+        _ => format!("-c statement_timeout={ms}"),
+    };
+    config.options(options);
+    config
+}
+
+/// True for failures caused by the data of one click (data exception, integrity violation),
+/// which retrying the clicks one by one can isolate.
+fn caused_by_data(code: Option<&SqlState>) -> bool {
+    code.is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
 }
 
 /// Takes clicks from the queue and sends them to the database in batches of at most
@@ -39,6 +91,9 @@ pub async fn run(
     sizes: prometheus::Histogram,
 ) {
     while let Some(first) = queue.recv().await {
+        if first.abandoned() {
+            continue;
+        }
         let client = match pool.get().await {
             Ok(c) => c,
             Err(e) => {
@@ -51,24 +106,39 @@ pub async fn run(
                 continue;
             }
         };
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match queue.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
+        // Waiting for the connection may have taken long enough for the first click's client to
+        // give up; the connection goes back to the pool if nothing is left to send.
+        let batch = gather(first, &mut queue, max_batch);
+        if batch.is_empty() {
+            continue;
         }
         sizes.observe(batch.len() as f64);
         tokio::spawn(send(client, batch));
     }
 }
 
+/// `first` and whatever else is queued, up to `max_batch` clicks, leaving out the abandoned ones.
+fn gather(first: Click, queue: &mut mpsc::Receiver<Click>, max_batch: usize) -> Vec<Click> {
+    let mut batch: Vec<Click> = Some(first).into_iter().filter(|c| !c.abandoned()).collect();
+    while batch.len() < max_batch {
+        match queue.try_recv() {
+            Ok(c) if c.abandoned() => {}
+            Ok(c) => batch.push(c),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 async fn send(client: Object, batch: Vec<Click>) {
     match call(&client, &batch).await {
         Ok(answers) => reply(batch, answers),
-        Err(e) if e.as_db_error().is_some() && batch.len() > 1 => {
-            tracing::warn!(error = %e, size = batch.len(), "batch failed; retrying its clicks one by one");
+        Err(e) if caused_by_data(e.code()) && batch.len() > 1 => {
+            tracing::warn!(error = %e, size = batch.len(), "batch failed on its data; retrying its clicks one by one");
             for click in batch {
+                if click.abandoned() {
+                    continue;
+                }
                 let one = [click];
                 let answer = match call(&client, &one).await {
                     Ok(mut a) => a.pop().unwrap_or_else(|| Err("no answer".into())),
@@ -79,6 +149,7 @@ async fn send(client: Object, batch: Vec<Click>) {
             }
         }
         Err(e) => {
+            tracing::warn!(error = %e, size = batch.len(), "batch failed");
             let error = e.to_string();
             for click in batch {
                 let _ = click.reply.send(Err(error.clone()));
@@ -103,11 +174,12 @@ async fn call(client: &Object, batch: &[Click]) -> Result<Vec<Answer>, tokio_pos
     let ips: Vec<&str> = batch.iter().map(|c| c.ip.as_str()).collect();
     let referrers: Vec<Option<&str>> = batch.iter().map(|c| c.referrer.as_deref()).collect();
     let headers: Vec<&str> = batch.iter().map(|c| c.headers.as_str()).collect();
+    let request_ids: Vec<uuid::Uuid> = batch.iter().map(|c| c.request_id).collect();
     let rows = client
         .query(
             &stmt,
             &[
-                &tokens, &hosts, &methods, &agents, &ips, &referrers, &headers,
+                &tokens, &hosts, &methods, &agents, &ips, &referrers, &headers, &request_ids,
             ],
         )
         .await?;
@@ -125,4 +197,97 @@ async fn call(client: &Object, batch: &[Click]) -> Result<Vec<Answer>, tokio_pos
         }
     }
     Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn click(token: &str) -> (Click, oneshot::Receiver<Answer>) {
+        let (reply, answer) = oneshot::channel();
+        let click = Click {
+            token: token.to_string(),
+            host: None,
+            method: "GET".into(),
+            user_agent: None,
+            ip: "127.0.0.1".into(),
+            referrer: None,
+            headers: "{}".into(),
+            request_id: uuid::Uuid::new_v4(),
+            reply,
+        };
+        (click, answer)
+    }
+
+    #[test]
+    fn abandoned_clicks_are_left_out_of_a_batch() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (first, first_answer) = click("a");
+        let mut kept = vec![first_answer];
+        for token in ["b", "c", "d", "e"] {
+            let (c, answer) = click(token);
+            // The clients of c and e timed out: their receivers are gone.
+            if token == "c" || token == "e" {
+                drop(answer);
+            } else {
+                kept.push(answer);
+            }
+            tx.try_send(c).expect("room in the queue");
+        }
+        let batch = gather(first, &mut rx, 64);
+        let tokens: Vec<&str> = batch.iter().map(|c| c.token.as_str()).collect();
+        assert_eq!(tokens, ["a", "b", "d"]);
+        drop(kept);
+    }
+
+    #[test]
+    fn an_abandoned_first_click_and_the_batch_limit() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (first, first_answer) = click("a");
+        drop(first_answer);
+        let mut answers = Vec::new();
+        for token in ["b", "c", "d"] {
+            let (c, answer) = click(token);
+            answers.push(answer);
+            tx.try_send(c).expect("room in the queue");
+        }
+        let batch = gather(first, &mut rx, 2);
+        let tokens: Vec<&str> = batch.iter().map(|c| c.token.as_str()).collect();
+        assert_eq!(tokens, ["b", "c"]);
+        // The rest stays queued for the next batch.
+        assert_eq!(rx.try_recv().map(|c| c.token).ok().as_deref(), Some("d"));
+    }
+
+    #[test]
+    fn only_data_errors_are_retried_one_by_one() {
+        assert!(caused_by_data(Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE)));
+        assert!(caused_by_data(Some(&SqlState::INVALID_TEXT_REPRESENTATION)));
+        assert!(caused_by_data(Some(&SqlState::UNIQUE_VIOLATION)));
+        assert!(caused_by_data(Some(&SqlState::CHECK_VIOLATION)));
+        // statement_timeout, a server shutting down, a lost connection, a deadlock.
+        assert!(!caused_by_data(Some(&SqlState::QUERY_CANCELED)));
+        assert!(!caused_by_data(Some(&SqlState::ADMIN_SHUTDOWN)));
+        assert!(!caused_by_data(Some(&SqlState::T_R_DEADLOCK_DETECTED)));
+        assert!(!caused_by_data(Some(&SqlState::INSUFFICIENT_PRIVILEGE)));
+        assert!(!caused_by_data(None));
+    }
+
+    #[test]
+    fn the_statement_timeout_is_below_the_request_timeout() {
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(statement_timeout(ms(2000)), ms(1800));
+        assert_eq!(statement_timeout(ms(300)), ms(250));
+        assert_eq!(statement_timeout(ms(20)), ms(1));
+        let config: tokio_postgres::Config = "host=/tmp user=u".parse().expect("config");
+        let config = with_statement_timeout(config, ms(1500));
+        assert_eq!(config.get_options(), Some("-c statement_timeout=1350"));
+        let config: tokio_postgres::Config = "host=/tmp user=u options='-c work_mem=8MB'"
+            .parse()
+            .expect("config");
+        let config = with_statement_timeout(config, ms(2000));
+        assert_eq!(
+            config.get_options(),
+            Some("-c work_mem=8MB -c statement_timeout=1800")
+        );
+    }
 }

@@ -27,8 +27,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 mod batch;
+mod cache;
 mod convert;
+mod edge;
+mod forwarded;
 mod serve;
+mod ship;
+mod spool;
+
+use forwarded::client_ip;
 
 /// Request headers passed to the classifier.
 const FORWARDED_HEADERS: [&str; 4] = ["purpose", "sec-purpose", "x-moz", "accept-language"];
@@ -80,6 +87,68 @@ struct Args {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "SMSLINK_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Time from accept to the first complete request head, whatever the protocol (TLS
+    /// handshake and HTTP/2 preface included), in milliseconds; a connection that has not sent
+    /// one by then is closed.
+    #[arg(long, env = "SMSLINK_FIRST_REQUEST_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    first_request_timeout_ms: u64,
+    /// A connection with no request in flight for this long is shut down gracefully, in
+    /// milliseconds (HTTP/1 connections also close after --header-timeout-ms without a request).
+    #[arg(long, env = "SMSLINK_IDLE_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: u64,
+    /// Interval of HTTP/2 keep-alive pings, in milliseconds; 0 sends none.
+    #[arg(
+        long,
+        env = "SMSLINK_HTTP2_KEEP_ALIVE_INTERVAL_MS",
+        default_value_t = 20_000
+    )]
+    http2_keep_alive_interval_ms: u64,
+    /// Time an HTTP/2 keep-alive ping may go unanswered before the connection is closed, in
+    /// milliseconds.
+    #[arg(long, env = "SMSLINK_HTTP2_KEEP_ALIVE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    http2_keep_alive_timeout_ms: u64,
+    /// Time a POST /p body has to arrive in full, counted from its request head, in
+    /// milliseconds; slower gets 408 and the connection closed.
+    #[arg(long, env = "SMSLINK_BODY_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_ms: u64,
+    /// Open connections from one client address (the socket peer); more are closed at once.
+    /// Peers in --trusted-proxies are exempt.
+    #[arg(long, env = "SMSLINK_MAX_CONNECTIONS_PER_IP", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_ip: u64,
+    /// Database connections for /p and /px.gif, apart from the clicks' --pool-size.
+    #[arg(long, env = "SMSLINK_POSTBACK_POOL_SIZE", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    postback_pool_size: u64,
+    /// Postback and pixel requests served at once; more get 503 with Retry-After at once.
+    #[arg(long, env = "SMSLINK_POSTBACK_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    postback_concurrency: u64,
+    /// Turns the edge path on: taps on cached links are answered from the warm link cache once
+    /// they are fsync'd to a spool in this directory, and shipped to the database in bulk.
+    /// One directory per proxy. Without it, every tap is one database round trip.
+    #[arg(long, env = "SMSLINK_SPOOL_DIR")]
+    spool_dir: Option<std::path::PathBuf>,
+    /// Most links the warm cache holds (the most recently created or changed are kept).
+    #[arg(long, env = "SMSLINK_CACHE_MAX_LINKS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    cache_max_links: u64,
+    /// How often the cache asks the database for changed links, in milliseconds: new links,
+    /// expiry and destination edits reach the cache within about this long.
+    #[arg(long, env = "SMSLINK_CACHE_REFRESH_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    cache_refresh_ms: u64,
+    /// Most spooled clicks the shipper sends in one ingest_clicks call.
+    #[arg(long, env = "SMSLINK_SHIP_BATCH", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    ship_batch: u64,
+    /// Serve /metrics and /healthz on this address (plain HTTP) instead of on --listen.
+    #[arg(long, env = "SMSLINK_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
 }
 
 pub(crate) struct App {
@@ -89,6 +158,10 @@ pub(crate) struct App {
     trusted: Vec<IpNet>,
     timeout: Duration,
     metrics: Metrics,
+    /// Database budget of /p, /px.gif and /healthz, apart from the clicks' pool.
+    budget: convert::Budget,
+    /// The edge path (warm link cache, spool, shipper), when --spool-dir is set.
+    edge: Option<Arc<edge::Edge>>,
 }
 
 /// Prometheus metrics served at /metrics.
@@ -164,26 +237,6 @@ impl Metrics {
     }
 }
 
-/// The client address: the socket peer, or the right-most untrusted X-Forwarded-For entry when
-/// the peer is a trusted proxy.
-fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    if !trusted.iter().any(|n| n.contains(&peer)) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted.iter().any(|n| n.contains(*ip)))
-        .copied()
-        .unwrap_or(peer)
-}
-
 /// A header as text. Bytes that are not UTF-8 (obs-text) are replaced, not dropped: a
 /// User-Agent with Latin-1 in it is still worth logging. NUL cannot occur in a header value.
 fn text(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -211,23 +264,25 @@ pub(crate) fn unavailable() -> Response<Body> {
     r
 }
 
-/// Queues one click for the batcher and waits for the database's answer.
-async fn track(
-    app: &App,
+/// The request as both paths log it: the database path sends it to `track_clicks`, the edge
+/// path spools it for `ingest_clicks`.
+fn tap_record(
     token: String,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     ip: IpAddr,
-) -> batch::Answer {
+) -> spool::Record {
     let mut fields = serde_json::Map::new();
     for name in FORWARDED_HEADERS {
         if let Some(v) = text(headers, name) {
             fields.insert(name.to_string(), serde_json::Value::String(v));
         }
     }
-    let (reply, answer) = oneshot::channel();
-    let click = batch::Click {
+    spool::Record {
+        id: uuid::Uuid::new_v4(),
+        click_id: None,
+        at: spool::now_micros(),
         // Postgres text cannot hold NUL; such a token is malformed, and the database says 404.
         token: if token.contains('\0') {
             String::new()
@@ -242,6 +297,21 @@ async fn track(
         ip: ip.to_string(),
         referrer: text(headers, header::REFERER.as_str()),
         headers: serde_json::Value::Object(fields).to_string(),
+    }
+}
+
+/// Queues one click for the batcher and waits for the database's answer.
+async fn track(app: &App, record: &spool::Record) -> batch::Answer {
+    let (reply, answer) = oneshot::channel();
+    let click = batch::Click {
+        token: record.token.clone(),
+        host: record.host.clone(),
+        method: record.method.clone(),
+        user_agent: record.user_agent.clone(),
+        ip: record.ip.clone(),
+        referrer: record.referrer.clone(),
+        headers: record.headers.clone(),
+        request_id: record.id,
         reply,
     };
     app.queue
@@ -251,6 +321,19 @@ async fn track(
     answer
         .await
         .map_err(|_| "the batch was dropped".to_string())?
+}
+
+/// A redirect (302 with `location`) or, with no location, 410 Gone.
+fn redirect_to(location: Option<String>) -> Response<Body> {
+    match location {
+        None => reply(StatusCode::GONE, None),
+        // A location that is not a valid header value (CR/LF, control characters) is never
+        // sent; the CHECK on destinations makes this unreachable in practice.
+        Some(l) => match HeaderValue::from_str(&l) {
+            Ok(v) => reply(StatusCode::FOUND, Some(v)),
+            Err(_) => reply(StatusCode::BAD_GATEWAY, None),
+        },
+    }
 }
 
 async fn redirect(
@@ -268,28 +351,50 @@ async fn redirect(
         return response;
     }
     let ip = client_ip(peer.ip(), &headers, &app.trusted);
-    let work = track(&app, token, &method, &uri, &headers, ip);
-    let response = match tokio::time::timeout(app.timeout, work).await {
+    let record = tap_record(token, &method, &uri, &headers, ip);
+    // The edge path first: a cached link is answered once the click is on disk.
+    if let Some(edge) = &app.edge {
+        if let edge::Answer::Spooled(location) = edge.tap(record.clone(), app.timeout).await {
+            let response = redirect_to(location);
+            app.metrics.observe("redirect", started, response.status());
+            return response;
+        }
+    }
+    let left = app.timeout.saturating_sub(started.elapsed());
+    let failed = match tokio::time::timeout(left, track(&app, &record)).await {
         Ok(Ok((status, location))) => {
             let code = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::NOT_FOUND);
-            // A location that is not a valid header value (CR/LF, control characters) is never
-            // sent; the CHECK on destinations makes this unreachable in practice.
-            let loc = location.and_then(|l| HeaderValue::from_str(&l).ok());
-            if code.is_redirection() && loc.is_none() {
-                return reply(StatusCode::BAD_GATEWAY, None);
-            }
-            reply(code, loc)
+            let response = if code.is_redirection() || code == StatusCode::GONE {
+                redirect_to(location)
+            } else {
+                reply(code, None)
+            };
+            app.metrics.observe("redirect", started, response.status());
+            return response;
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "database error");
-            app.metrics.db_errors.inc();
-            unavailable()
+            true
         }
         Err(_) => {
             tracing::warn!("database timeout");
-            app.metrics.db_errors.inc();
-            unavailable()
+            true
         }
+    };
+    debug_assert!(failed);
+    app.metrics.db_errors.inc();
+    // The database could not answer in time: with a spool, the tap goes to its domain's
+    // fallback and is logged once the database is back (its request id keeps it single even if
+    // the database path committed it after all).
+    let response = match &app.edge {
+        Some(edge) => {
+            let left = app.timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+            match edge.fallback(record, left).await {
+                Some(url) => redirect_to(Some(url)),
+                None => unavailable(),
+            }
+        }
+        None => unavailable(),
     };
     app.metrics.observe("redirect", started, response.status());
     response
@@ -299,6 +404,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Response<Body> {
     let status = app.pool.status();
     let in_use = status.size.saturating_sub(status.available);
     let m = &app.metrics;
+    app.budget.update_gauges();
+    if let Some(edge) = &app.edge {
+        edge.update_gauges();
+    }
     m.pool.with_label_values(&["in_use"]).set(in_use as i64);
     m.pool
         .with_label_values(&["idle"])
@@ -323,16 +432,12 @@ async fn metrics(State(app): State<Arc<App>>) -> Response<Body> {
 
 async fn healthz(State(app): State<Arc<App>>) -> Response<Body> {
     let started = Instant::now();
-    let check = async {
-        let c = app.pool.get().await.map_err(|e| e.to_string())?;
-        c.simple_query("SELECT 1").await.map_err(|e| e.to_string())
-    };
-    let response = match tokio::time::timeout(app.timeout, check).await {
-        Ok(Ok(_)) => reply(StatusCode::OK, None),
-        _ => {
-            app.metrics.db_errors.inc();
-            unavailable()
-        }
+    // Never the clicks' pool: a health check must not take a tap's connection.
+    let response = if app.budget.healthy().await {
+        reply(StatusCode::OK, None)
+    } else {
+        app.metrics.db_errors.inc();
+        unavailable()
     };
     app.metrics.observe("healthz", started, response.status());
     response
@@ -366,8 +471,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
     let pg: tokio_postgres::Config = args.database_url.parse()?;
+    // A statement that stalls aborts a little before its clients give up, instead of
+    // committing clicks whose clients were already told they failed.
+    let pg = batch::with_statement_timeout(pg, Duration::from_millis(args.request_timeout_ms));
     let manager = Manager::from_config(
-        pg,
+        pg.clone(),
         tokio_postgres::NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -385,23 +493,64 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (queue, pending) = mpsc::channel(args.max_connections.clamp(64, 65_536));
     let registry = Metrics::new()?;
+    let budget = convert::Budget::new(
+        &pg,
+        convert::BudgetConfig {
+            pool_size: usize::try_from(args.postback_pool_size).unwrap_or(2),
+            concurrency: usize::try_from(args.postback_concurrency).unwrap_or(32),
+            body_timeout: Duration::from_millis(args.body_timeout_ms),
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+        },
+        &registry.registry,
+    )?;
     tokio::spawn(batch::run(
         pool.clone(),
         pending,
         usize::try_from(args.max_batch).unwrap_or(64),
         registry.batch_size.clone(),
     ));
+    // The edge path's own connections (feed, lease, shipper): bulk ingestion may take longer
+    // than a tap's statement timeout, and must never wait behind taps or postbacks.
+    let edge = match &args.spool_dir {
+        None => None,
+        Some(dir) => {
+            let edge_pg: tokio_postgres::Config = args.database_url.parse()?;
+            let edge_pool = Pool::builder(Manager::from_config(
+                edge_pg,
+                tokio_postgres::NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            ))
+            .max_size(2)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()?;
+            let config = edge::Config {
+                spool_dir: dir.clone(),
+                max_links: usize::try_from(args.cache_max_links).unwrap_or(1_000_000),
+                refresh: Duration::from_millis(args.cache_refresh_ms),
+                ship_batch: usize::try_from(args.ship_batch).unwrap_or(2000),
+            };
+            Some(edge::Edge::start(&config, edge_pool, &registry.registry)?)
+        }
+    };
     let app = Arc::new(App {
+        edge,
         pool,
         queue,
         max_path: usize::try_from(args.max_path_bytes).unwrap_or(usize::MAX),
         trusted: args.trusted_proxies.clone(),
         timeout: Duration::from_millis(args.request_timeout_ms),
         metrics: registry,
+        budget,
     });
-    let router = Router::new()
+    let admin = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .with_state(app.clone());
+    let public = Router::new()
         .route(
             "/p",
             get(convert::postback)
@@ -410,44 +559,63 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/px.gif", get(convert::pixel))
         .route("/{prefix}/{token}", get(redirect))
-        .with_state(app);
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %args.listen, tls = tls.is_some(), "smslink-proxy listening");
+        .with_state(app.clone());
     let limits = serve::Limits {
         max_header_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
         header_timeout: Duration::from_millis(args.header_timeout_ms),
         tls_handshake_timeout: Duration::from_millis(args.header_timeout_ms),
+        first_request_timeout: Duration::from_millis(args.first_request_timeout_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        h2_keep_alive_interval: (args.http2_keep_alive_interval_ms > 0)
+            .then(|| Duration::from_millis(args.http2_keep_alive_interval_ms)),
+        h2_keep_alive_timeout: Duration::from_millis(args.http2_keep_alive_timeout_ms),
         max_connections: args.max_connections,
+        max_connections_per_ip: usize::try_from(args.max_connections_per_ip).unwrap_or(usize::MAX),
+        trusted: args.trusted_proxies.clone(),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     };
-    serve::run(listener, router, tls, limits, shutdown_signal()).await;
+    let connections = serve::ConnMetrics::register(&app.metrics.registry)?;
+    // One signal stops every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(());
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
+        let _ = rx.changed().await;
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    match args.admin_listen {
+        None => {
+            tracing::info!(listen = %args.listen, tls = tls.is_some(), "smslink-proxy listening");
+            let router = public.merge(admin);
+            serve::run(listener, router, tls, limits, connections, stopped(stop_rx)).await;
+        }
+        Some(admin_addr) => {
+            let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+                .await
+                .map_err(|e| format!("--admin-listen {admin_addr}: {e}"))?;
+            tracing::info!(listen = %args.listen, admin = %admin_addr, tls = tls.is_some(),
+                "smslink-proxy listening; /metrics and /healthz on the admin address only");
+            tokio::join!(
+                serve::run(
+                    listener,
+                    public,
+                    tls,
+                    limits.clone(),
+                    connections.clone(),
+                    stopped(stop_rx.clone()),
+                ),
+                serve::run(
+                    admin_listener,
+                    admin,
+                    None,
+                    limits,
+                    connections,
+                    stopped(stop_rx)
+                ),
+            );
+        }
+    }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn net(s: &str) -> IpNet {
-        s.parse().expect("cidr")
-    }
-
-    #[test]
-    fn client_ip_trusts_forwarded_only_from_trusted_peers() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("198.51.100.7, 10.0.0.2"),
-        );
-        let trusted = [net("10.0.0.0/8")];
-        let lb: IpAddr = "10.0.0.1".parse().expect("ip");
-        let stranger: IpAddr = "203.0.113.9".parse().expect("ip");
-        assert_eq!(
-            client_ip(lb, &h, &trusted),
-            "198.51.100.7".parse::<IpAddr>().expect("ip")
-        );
-        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
-        assert_eq!(client_ip(lb, &HeaderMap::new(), &trusted), lb);
-        assert_eq!(client_ip(lb, &h, &[]), lb);
-    }
 }
