@@ -101,3 +101,32 @@ fresh_db() {
   PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
   psql_q -d "$1" -c "CREATE EXTENSION smslink"
 }
+
+# proxy_metric PORT NAME: the value of one unlabelled Prometheus metric of the proxy on PORT.
+proxy_metric() {
+  curl -s -m 2 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'
+}
+
+# wait_edge_warm PORT DB [SECONDS]: waits until the edge proxy on PORT caches every link of DB.
+wait_edge_warm() {
+  local want got i
+  want=$(psql_q -At -d "$2" -c "SELECT count(*) FROM smslink.link") || return 1
+  for i in $(seq 1 $((${3:-30} * 5))); do
+    got=$(proxy_metric "$1" smslink_proxy_cache_links)
+    [ "${got:-0}" -ge "$want" ] 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "the edge cache on port $1 holds ${got:-0} of $want links" >&2; return 1
+}
+
+# wait_spool_drained PORT [SECONDS]: waits until the edge proxy on PORT has shipped every
+# spooled click to the database.
+wait_spool_drained() {
+  local got i
+  for i in $(seq 1 $((${2:-30} * 5))); do
+    got=$(proxy_metric "$1" smslink_proxy_spool_pending)
+    [ "$got" = 0 ] && return 0
+    sleep 0.2
+  done
+  echo "the spool of the proxy on port $1 still holds ${got:-?} clicks" >&2; return 1
+}

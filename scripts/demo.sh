@@ -42,10 +42,13 @@ rm -rf "$DIR"; mkdir -p "$DIR"
 log "starting smslink-proxy on 127.0.0.1:$PORT"
 SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=demo_redirector dbname=smslink_demo" \
   "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$PORT" --trusted-proxies 127.0.0.1/32 \
-  >"$DIR/proxy.log" 2>&1 &
+  --spool-dir "$DIR/spool" >"$DIR/proxy.log" 2>&1 &
 PROXY_PID=$!
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null || { cat "$DIR/proxy.log"; die "the proxy did not start"; }
+# The edge path: taps on cached links are answered from the proxy's warm link cache and its
+# local spool, and shipped to the database in bulk (docs/proxy.md).
+wait_edge_warm "$PORT" smslink_demo || die "the proxy's link cache did not fill"
 
 # One curl config block per tap; blocks are separated by `next`, which resets per-request options.
 for phase in 1 2 3; do
@@ -90,7 +93,11 @@ expected=$(psql_q -At -d smslink_demo -c "
   || die "HTTP replies differ from the plan ($expected)"
 awk -v a="$started" -v b="$finished" -v n="$(cat "$DIR"/*.codes | wc -l)" \
   'BEGIN { printf "%d requests in %.1f s with %d clients (curl, one request at a time each)\n", n, b - a, 4 }'
+wait_spool_drained "$PORT" || die "the spool did not drain"
 echo "proxy metrics: $(curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^smslink_proxy_requests_total' | paste -sd ' ')"
+echo "edge path: $(proxy_metric "$PORT" smslink_proxy_cache_hits_total) taps answered from the link cache and spooled," \
+  "$(proxy_metric "$PORT" smslink_proxy_cache_misses_total) misses (forged tokens) answered by the database;" \
+  "$(proxy_metric "$PORT" smslink_proxy_spool_shipped_total) spooled clicks shipped, $(proxy_metric "$PORT" smslink_proxy_spool_pending) pending"
 
 # 8. Conversions. The shop's server reads smsclid from each landing URL a buyer arrived on and
 #    posts the order back, signed with the brand's secret (HMAC-SHA256 over the sorted
@@ -129,13 +136,17 @@ psql_q -d smslink_demo -f demo/bandit_setup.sql
 taps=0
 for wave in $(seq 1 8); do
   [ "$wave" = 1 ] || sleep 2
+  # The epoch is frozen from the clicks so far: those of the last wave must be in the database.
+  wait_spool_drained "$PORT" || die "the spool did not drain"
   psql_q -d smslink_demo -v wave="$wave" -v port="$PORT" -v taps="$DIR/bandit.$wave.cfg" -f demo/bandit_wave.sql
+  wait_edge_warm "$PORT" smslink_demo || die "the wave's links did not reach the proxy's cache"
   if [ -s "$DIR/bandit.$wave.cfg" ]; then
     timeout 300 curl -s --config "$DIR/bandit.$wave.cfg" > "$DIR/bandit.$wave.codes" || die "curl failed (wave $wave)"
     [ "$(sort -u "$DIR/bandit.$wave.codes")" = "302" ] || die "a bandit tap was not redirected (see $DIR/bandit.$wave.codes)"
     taps=$((taps + $(wc -l < "$DIR/bandit.$wave.codes")))
   fi
 done
+wait_spool_drained "$PORT" || die "the spool did not drain"
 echo "bandit waves: $taps taps sent through the proxy, all redirected"
 psql_q -d smslink_demo -f demo/bandit_report.sql
 log "demo finished (re-run to start over; docs/operations.md shows how to look around)"

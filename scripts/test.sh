@@ -78,40 +78,52 @@ dump_restore() {
   [ -n "$before" ] && [ "$before" = "$after" ] || { echo "dump/restore changed the data"; return 1; }
 }
 
-# 32 concurrent HTTP clients send 20,000 clicks (10 per message, shuffled) through the real proxy
-# over 2,000 messages, each click its own request and transaction: every click is logged and
-# each message gets exactly one first click.
+# 32 concurrent HTTP clients send 20,000 clicks (10 per message, shuffled) over 2,000 messages,
+# each click its own request: half the clients through a proxy on the database path (each click
+# its own transaction, racing for first clicks), half through an edge proxy (warm cache, spool,
+# bulk ingestion), on the same messages. Every click is logged once and each message gets
+# exactly one first click, its earliest human click, whichever path logged it. A database stall
+# cannot fail a tap: the edge proxy answers from its cache and spool, and the database-path proxy
+# waits up to 15 s (its --request-timeout-ms) before it would answer 503.
 concurrency() {
   ensure_cluster || return 1
   cargo build -q -p smslink-proxy || return 1
-  local dir="$ROOT/target/concurrency" clients=32 port=18090 expected pid
+  local dir="$ROOT/target/concurrency" clients=32 port=18090 edge_port=18091 expected pid edge_pid
   rm -rf "$dir"; mkdir -p "$dir"
   PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres \
     -c "DROP DATABASE IF EXISTS smslink_concurrency" -c "CREATE DATABASE smslink_concurrency" || return 1
   psql_q -d smslink_concurrency -c "CREATE EXTENSION smslink" || return 1
   psql_q -d smslink_concurrency -f tests/concurrency/setup.sql || return 1
   psql_q -At -d smslink_concurrency -c "
-    SELECT format('url = \"http://127.0.0.1:$port/c/%s\"' || chr(10) || 'output = \"/dev/null\"', l.token)
+    SELECT format('url = \"http://127.0.0.1:PORT/c/%s\"' || chr(10) || 'output = \"/dev/null\"', l.token)
       FROM smslink.link l, generate_series(1, 10) ORDER BY random()" > "$dir/all.cfg" || return 1
   split -n "l/$clients" -d -a 2 "$dir/all.cfg" "$dir/client." || return 1
-  SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=postgres dbname=smslink_concurrency" \
-    "$ROOT/target/debug/smslink-proxy" --listen "127.0.0.1:$port" --pool-size "$clients" \
-    >"$dir/proxy.log" 2>&1 & pid=$!
+  local url="host=$PGSOCK port=$PGPORT user=postgres dbname=smslink_concurrency"
+  SMSLINK_DATABASE_URL="$url" "$ROOT/target/debug/smslink-proxy" --listen "127.0.0.1:$port" \
+    --pool-size 16 --request-timeout-ms 15000 >"$dir/proxy.log" 2>&1 & pid=$!
+  SMSLINK_DATABASE_URL="$url" "$ROOT/target/debug/smslink-proxy" --listen "127.0.0.1:$edge_port" \
+    --pool-size 4 --spool-dir "$dir/spool" >"$dir/edge-proxy.log" 2>&1 & edge_pid=$!
   local i; for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-  local pids=() f
+  wait_edge_warm "$edge_port" smslink_concurrency 60 || { tail -n 20 "$dir/edge-proxy.log"; return 1; }
+  local pids=() f n=0
   for f in "$dir"/client.*; do
+    # Even clients take the database path, odd ones the edge path.
+    if [ $((n % 2)) = 0 ]; then sed -i "s/:PORT\//:$port\//" "$f"; else sed -i "s/:PORT\//:$edge_port\//" "$f"; fi
+    n=$((n + 1))
     timeout 300 curl -s -H "Host: c.conc.example" -A "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148" \
       -w '%{http_code}\n' --config "$f" > "$f.codes" &
     pids+=($!)
   done
   local failed=0 p
   for p in "${pids[@]}"; do wait "$p" || failed=1; done
-  kill -TERM "$pid"; wait "$pid" || true
+  wait_spool_drained "$edge_port" 120 || failed=1
+  echo "edge path: $(proxy_metric "$edge_port" smslink_proxy_cache_hits_total) cache hits, $(proxy_metric "$edge_port" smslink_proxy_cache_misses_total) misses"
+  kill -TERM "$pid" "$edge_pid"; wait "$pid" || true; wait "$edge_pid" || true
   [ "$failed" = 0 ] || { echo "a client failed"; return 1; }
   local codes; codes=$(cat "$dir"/client.*.codes | sort | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')
   echo "HTTP status counts: $codes"
-  [ "$codes" = "302x20000 " ] || return 1
-  expected="clicks 20000 human 20000 clicked_messages 2000 first_clicks 2000 messages_without_exactly_one_first 0 first_click_at_set 2000 first_click_matches 2000"
+  [ "$codes" = "302x20000 " ] || { grep -h "timeout\|error" "$dir"/*.log | tail -n 5; return 1; }
+  expected="clicks 20000 human 20000 clicked_messages 2000 first_clicks 2000 messages_without_exactly_one_first 0 first_click_at_set 2000 first_click_matches 2000 first_is_earliest 2000"
   local got
   got="$(psql_q -d smslink_concurrency -f tests/concurrency/check.sql)" || return 1
   echo "got:      $got"
@@ -172,6 +184,9 @@ proxy_e2e() {
   cargo build -q -p smslink-proxy || return 1
   local db=smslink_e2e bin="$ROOT/target/debug/smslink-proxy" log="$ROOT/target/proxy-e2e.log"
   local port=18088 port2=18089 port3=18090 fails=0 pid pid2 pid3 out
+  # Hardening checks: port4 (with its admin listener on admin4) has small deadlines and a
+  # postback budget of 2; port5 has a per-address cap of 3.
+  local port4=18300 admin4=18301 port5=18302 pid4 pid5
   PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres \
     -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" || return 1
   psql_q -d "$db" -c "CREATE EXTENSION smslink" -f tests/e2e/setup.sql || return 1
@@ -185,9 +200,16 @@ proxy_e2e() {
     -addext "subjectAltName=DNS:go.e2e.example" -keyout "$ROOT/target/e2e-key.pem" \
     -out "$ROOT/target/e2e-cert.pem" >/dev/null 2>&1 || return 1
   SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port3" --tls-cert "$ROOT/target/e2e-cert.pem" \
-    --tls-key "$ROOT/target/e2e-key.pem" >>"$log" 2>&1 & pid3=$!
+    --tls-key "$ROOT/target/e2e-key.pem" --first-request-timeout-ms 2000 >>"$log" 2>&1 & pid3=$!
+  SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port4" --admin-listen "127.0.0.1:$admin4" \
+    --first-request-timeout-ms 1500 --body-timeout-ms 1000 --postback-concurrency 2 \
+    --request-timeout-ms 10000 >>"$log" 2>&1 & pid4=$!
+  SMSLINK_DATABASE_URL="$url" "$bin" --listen "127.0.0.1:$port5" --max-connections-per-ip 3 \
+    --first-request-timeout-ms 20000 --trusted-proxies 127.0.0.4/32 >>"$log" 2>&1 & pid5=$!
   local i
   for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+  for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$admin4/healthz" >/dev/null && break; sleep 0.2; done
+  for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$port5/healthz" >/dev/null && break; sleep 0.2; done
   sql() { psql_q -At -d "$db" -c "$1"; }
   check() { # check NAME GOT WANT
     if [ "$2" = "$3" ]; then echo "  ok   $1"; else echo "  FAIL $1: got [$2] want [$3]"; fails=$((fails + 1)); fi
@@ -268,6 +290,155 @@ proxy_e2e() {
   sig=$(printf '%s' "$canonical" | openssl dgst -sha256 -hmac "$secret" | sed 's/.*= //')
   check "postback: signed with openssl (documented algorithm)" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/p?value=7.00&external_id=e2e-order-9&currency=EUR&coupon=SPRING+SALE&click_id=$kid&sig=$sig")" "200"
   check "conversions written: 3" "$(sql "SELECT count(*) FROM smslink.conversion")" "3"
+  # Hardening. Raw sockets come from python3 (standard library only): bash cannot bind a client
+  # address or send half a request and then watch for the close. Every bound below is generous
+  # against the failure it detects (a connection never closed, a request that queued).
+  probe() { python3 - "$@" <<'PY'
+import socket, sys, time
+
+def connect(port, src="127.0.0.1"):
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(src, 0))
+
+def wait_close(s, until):
+    """Reads until the server closes; returns (closed?, bytes read)."""
+    data = b""
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            return False, data
+        s.settimeout(left)
+        try:
+            b = s.recv(4096)
+        except socket.timeout:
+            return False, data
+        except ConnectionResetError:
+            return True, data
+        if not b:
+            return True, data
+        data += b
+
+def request(s, path, host="go.e2e.example"):
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0 (iPhone) Mobile/15E148\r\n\r\n".encode())
+    s.settimeout(5)
+    try:
+        head = s.recv(4096).split(b"\r\n", 1)[0].decode()
+    except OSError:
+        return "none"
+    return head.split(" ")[1] if head.startswith("HTTP/") else "none"
+
+cmd, port = sys.argv[1], int(sys.argv[2])
+if cmd == "deadline":
+    # deadline PORT LOW BOUND KIND...: one connection per KIND, all opened at once; each must be
+    # closed by the server, without an answer, after LOW and before BOUND seconds.
+    low, bound = float(sys.argv[3]), float(sys.argv[4])
+    sends = {"silent": b"", "h2-half-preface": b"PRI * HTTP/2.0\r\n",
+             "h1-half-head": b"GET / HTTP/1.1\r\nHost: x\r\n", "tls-half-hello": b"\x16\x03\x01\x00\xc8\x01"}
+    conns = []
+    start = time.monotonic()
+    for kind in sys.argv[5:]:
+        s = connect(port)
+        s.sendall(sends[kind])
+        conns.append((kind, s))
+    out = []
+    for kind, s in conns:
+        closed, data = wait_close(s, start + bound)
+        late = time.monotonic() - start >= low
+        out.append(f"{kind}:" + ("closed" if closed and not data and late else f"closed={closed},bytes={len(data)},late={late}"))
+    print(" ".join(out))
+elif cmd == "slowbody":
+    # A POST /p whose body trickles in, a byte every 0.2 s: the status line and whether the
+    # server closed the connection afterwards.
+    s = connect(port)
+    s.sendall(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+              b"Content-Length: 200\r\n\r\nclick_id=1")
+    data, closed, until = b"", False, time.monotonic() + 10
+    while time.monotonic() < until:
+        s.settimeout(0.2)
+        try:
+            b = s.recv(4096)
+        except socket.timeout:
+            if not data:
+                try:
+                    s.send(b"x")
+                except OSError:
+                    pass
+            continue
+        except ConnectionResetError:
+            closed = True
+            break
+        if not b:
+            closed = True
+            break
+        data += b
+    print(data.split(b"\r\n", 1)[0].decode(), "closed" if closed else "open")
+elif cmd == "perip":
+    # perip PORT TOKEN: three idle connections from 127.0.0.2 fill its cap of 3; a fourth from
+    # there is closed at once (the first-request deadline is 20 s, the bound 10 s); 127.0.0.3
+    # still gets its redirect; a trusted peer (127.0.0.4) may hold more than 3.
+    token = sys.argv[3]
+    held = [connect(port, "127.0.0.2") for _ in range(3)]
+    closed, data = wait_close(connect(port, "127.0.0.2"), time.monotonic() + 10)
+    fourth = "refused" if closed and not data else f"closed={closed},bytes={len(data)}"
+    other = request(connect(port, "127.0.0.3"), f"/c/{token}")
+    trusted = [connect(port, "127.0.0.4") for _ in range(5)]
+    served = sum(request(s, "/metrics") == "200" for s in trusted)
+    print(f"fourth:{fourth} other:{other} trusted:{served}")
+PY
+  }
+  check "deadline: silent, half HTTP/2 preface, half HTTP/1 head closed (--first-request-timeout-ms 1500)" \
+    "$(probe deadline "$port4" 1.4 8 silent h2-half-preface h1-half-head)" \
+    "silent:closed h2-half-preface:closed h1-half-head:closed"
+  check "deadline: stalled TLS handshake closed (--first-request-timeout-ms 2000)" \
+    "$(probe deadline "$port3" 1.9 8 silent tls-half-hello)" "silent:closed tls-half-hello:closed"
+  check "deadline: counted" "$(curl -s -m 5 "http://127.0.0.1:$admin4/metrics" | awk '/^smslink_proxy_connection_timeouts_total\{reason="first_request"\}/ {print $2}')" "3"
+  check "deadline: a tap after it still served" "$(req "${H[@]}" "http://127.0.0.1:$port4/c/$t1")" "302 https://shop.example/e2e?x=1"
+  check "slow POST body: 408, connection closed (--body-timeout-ms 1000)" "$(probe slowbody "$port4")" "HTTP/1.1 408 Request Timeout closed"
+  head -c 20000 /dev/zero | tr '\0' 'a' > "$ROOT/target/e2e-big-body"
+  check "POST body over 16 KiB: 413" "$(curl -s -o /dev/null -m 5 -w '%{http_code}' --data-binary @"$ROOT/target/e2e-big-body" "http://127.0.0.1:$port4/p")" "413"
+  check "per-address cap: 4th closed, other address served, trusted peer exempt" \
+    "$(probe perip "$port5" "$t1")" "fourth:refused other:302 trusted:5"
+  check "per-address cap: counted" "$(curl -s -m 5 "http://127.0.0.1:$port5/metrics" | awk '/^smslink_proxy_connections_refused_total\{reason="per_ip"\}/ {print $2}')" "1"
+  check "connections_open gauge exported" "$(curl -s -m 5 "http://127.0.0.1:$port5/metrics" | awk '/^smslink_proxy_connections_open / {print ($2 >= 1)}')" "1"
+  # Admin listener: /metrics and /healthz there, and not on the public listener.
+  check "admin listener: /metrics, /healthz" "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$admin4/metrics") $(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$admin4/healthz")" "200 200"
+  check "admin listener: not on the public one, and no taps there" "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$port4/metrics") $(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$port4/healthz") $(req "${H[@]}" "http://127.0.0.1:$admin4/c/$t1" | cut -c1-3)" "404 404 404"
+  # Postback budget: a lock on the conversion table makes signed postbacks wait in the
+  # database; two of them fill --postback-concurrency 2, and then every postback and pixel is
+  # refused at once (503 + Retry-After, within curl's 3 s while the lock is held for 8 s) while
+  # taps and /healthz are served. The two waiting ones are recorded once the lock goes.
+  local holder waiters=() flood=() w codes
+  psql_q -At -d "$db" -c "BEGIN" -c "LOCK TABLE smslink.conversion IN ACCESS EXCLUSIVE MODE" \
+    -c "SELECT pg_sleep(8)" -c "COMMIT" >/dev/null 2>&1 & holder=$!
+  for i in $(seq 1 50); do
+    [ "$(sql "SELECT count(*) FROM pg_locks WHERE relation = 'smslink.conversion'::regclass AND mode = 'AccessExclusiveLock' AND granted")" = 1 ] && break
+    sleep 0.1
+  done
+  for i in 1 2; do
+    sig=$(sign "{\"click_id\": \"$kid\", \"value\": \"1.00\", \"currency\": \"USD\", \"external_id\": \"e2e-flood-$i\"}")
+    curl -s -o "$ROOT/target/e2e-flood-$i.out" -m 20 -w '%{http_code}' "http://127.0.0.1:$port4/p?click_id=$kid&value=1.00&currency=USD&external_id=e2e-flood-$i&sig=$sig" > "$ROOT/target/e2e-flood-$i.code" &
+    waiters+=($!)
+  done
+  for i in $(seq 1 50); do
+    [ "$(curl -s -m 5 "http://127.0.0.1:$admin4/metrics" | awk '/^smslink_proxy_postbacks_in_flight / {print $2}')" = 2 ] && break
+    sleep 0.1
+  done
+  for i in $(seq 1 20); do
+    curl -s -o /dev/null -m 3 -w '%{http_code}\n' "http://127.0.0.1:$port4/p?click_id=$kid&junk=$i" > "$ROOT/target/e2e-flood-junk-$i.code" &
+    flood+=($!)
+  done
+  out=$(curl -s -D - -o /dev/null -m 3 "http://127.0.0.1:$port4/p?click_id=$kid&junk=x" | tr -d '\r' | grep -iE '^(HTTP|retry-after)' | tr '\n' ' ')
+  check "postback budget full: refused at once, 503 + Retry-After" "$out" "HTTP/1.1 503 Service Unavailable retry-after: 1 "
+  check "postback budget full: pixel refused at once" "$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://127.0.0.1:$port4/px.gif?click_id=$kid")" "503"
+  check "postback budget full: a tap is still served" "$(req -m 3 "${H[@]}" "http://127.0.0.1:$port4/c/$t1")" "302 https://shop.example/e2e?x=1"
+  check "postback budget full: /healthz still 200" "$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://127.0.0.1:$admin4/healthz")" "200"
+  for w in "${flood[@]}"; do wait "$w" || true; done
+  codes=$(cat "$ROOT"/target/e2e-flood-junk-*.code | sort | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')
+  check "postback flood: all 20 refused at once" "$codes" "503x20 "
+  check "postback flood: shed counted" "$(curl -s -m 5 "http://127.0.0.1:$admin4/metrics" | awk '/^smslink_proxy_postbacks_shed_total / {print $2}')" "22"
+  wait "$holder" || true
+  for w in "${waiters[@]}"; do wait "$w" || true; done
+  check "postback budget: the waiting two recorded after the lock" "$(cat "$ROOT/target/e2e-flood-1.code") $(cat "$ROOT/target/e2e-flood-2.code") $(sql "SELECT count(*) FROM smslink.conversion WHERE external_id LIKE 'e2e-flood-%'")" "200 200 2"
+  rm -f "$ROOT"/target/e2e-flood-* "$ROOT/target/e2e-big-body"
   # Database down: 503 with Retry-After, then recovery once it is back.
   as_owner "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
   out=$(curl -s -D - -o /dev/null -m 5 "${H[@]}" "http://127.0.0.1:$port/c/$t1" | tr -d '\r' | grep -iE '^(HTTP|retry-after)' | tr '\n' ' ')
@@ -287,9 +458,11 @@ proxy_e2e() {
   check "metrics: database errors counted" "$(echo "$metrics" | awk '/^smslink_proxy_database_errors_total/ {print ($2 >= 2)}')" "1"
   check "metrics: latency histogram" "$(echo "$metrics" | grep -c '^smslink_proxy_request_duration_seconds_bucket{route="redirect",le="0.01"}')" "1"
   check "metrics: pool gauges" "$(echo "$metrics" | grep -cE '^smslink_proxy_pool_connections\{state="(in_use|idle|waiting)"\}')" "3"
-  kill -TERM "$pid" "$pid2" "$pid3"
-  local code=0; wait "$pid" || code=$?; wait "$pid2" || true; wait "$pid3" || true
+  kill -TERM "$pid" "$pid2" "$pid3" "$pid4" "$pid5"
+  local code=0 code4=0; wait "$pid" || code=$?; wait "$pid2" || true; wait "$pid3" || true
+  wait "$pid4" || code4=$?; wait "$pid5" || true
   check "SIGTERM: clean exit" "$code" "0"
+  check "SIGTERM: clean exit with an admin listener" "$code4" "0"
   [ "$fails" = 0 ] || { tail -n 20 "$log"; return 1; }
 }
 
@@ -340,6 +513,7 @@ step "dump/restore" dump_restore
 step "click concurrency" concurrency
 step "attribution vs SQL" history_check
 step "proxy e2e" proxy_e2e
+step "faults" bash scripts/faults.sh
 step "jdbc" jdbc
 
 echo

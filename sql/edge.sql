@@ -62,6 +62,19 @@ CREATE TRIGGER link_feed BEFORE UPDATE ON smslink.link FOR EACH ROW
        OR OLD.domain_id IS DISTINCT FROM NEW.domain_id
        OR OLD.message_id IS DISTINCT FROM NEW.message_id)
     EXECUTE FUNCTION smslink.touch_feed();
+-- A link whose token changed leaves a tombstone for the old token (read before the new row).
+CREATE FUNCTION smslink.link_token_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO smslink.link_tombstone (link_id, token) VALUES (OLD.id, OLD.token);
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION smslink.link_token_changed() IS
+    'Trigger: a link whose token changed leaves a tombstone for the old token';
+CREATE TRIGGER link_token_changed AFTER UPDATE OF token ON smslink.link FOR EACH ROW
+    WHEN (OLD.token IS DISTINCT FROM NEW.token)
+    EXECUTE FUNCTION smslink.link_token_changed();
 CREATE TRIGGER campaign_feed BEFORE UPDATE ON smslink.campaign FOR EACH ROW
     WHEN (OLD.fallback_url IS DISTINCT FROM NEW.fallback_url
        OR OLD.click_param IS DISTINCT FROM NEW.click_param)
@@ -90,7 +103,7 @@ CREATE TABLE smslink.link_tombstone (
     token      text NOT NULL,
     feed_xid   bigint NOT NULL DEFAULT smslink.feed_xid(),
     deleted_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (feed_xid, link_id)
+    PRIMARY KEY (feed_xid, link_id, token)
 );
 COMMENT ON TABLE smslink.link_tombstone IS
     'Links deleted since the edge proxies loaded them: the feed tells proxies to forget them';
@@ -167,7 +180,7 @@ AS $$
           ORDER BY t.feed_xid, t.link_id
           LIMIT least(greatest(max_rows, 1), 100000))
     ) u
-    ORDER BY u.feed_xid, u.link_id, u.deleted
+    ORDER BY u.feed_xid, u.link_id, u.deleted DESC
     LIMIT least(greatest(max_rows, 1), 100000)
 $$;
 COMMENT ON FUNCTION smslink.edge_links(bigint, bigint, bigint, int) IS
@@ -185,15 +198,15 @@ COMMENT ON FUNCTION smslink.edge_campaigns(bigint, bigint) IS
     'Campaign settings that decide where a tap lands, changed in [from_xid, horizon) (NULL: no bound)';
 
 CREATE FUNCTION smslink.edge_domains()
-RETURNS TABLE (domain_id bigint, host text, fallback_url text)
+RETURNS TABLE (domain_id bigint, host text, fallback_url text, brand_fallback_url text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT d.id, d.host, coalesce(d.fallback_url, b.fallback_url)
+    SELECT d.id, d.host, d.fallback_url, b.fallback_url
       FROM smslink.domain d JOIN smslink.brand b ON b.id = d.brand_id
      ORDER BY d.id
 $$;
 COMMENT ON FUNCTION smslink.edge_domains() IS
-    'Every branded domain with its fallback URL (the domain''s, else the brand''s): the edge proxy''s host list';
+    'Every branded domain with its fallback URL and its brand''s: the edge proxy''s host list (the domain''s ends the expiry chain; either serves taps on unknown tokens while the database is unreachable)';
 
 CREATE FUNCTION smslink.edge_lease_click_ids(OUT first_id bigint, OUT last_id bigint)
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -355,7 +355,22 @@ fn log_clicks(
                     (ip.as_deref(), message)
                 })
                 .collect();
-            waves(&keys)
+            let wave_of = waves(&keys);
+            if wave_of.iter().any(|&w| w > 0) {
+                // Each wave's statement locks its candidates' messages in id order; across
+                // several waves that order would not hold, and two batches could deadlock. So a
+                // batch of several waves takes all its messages' locks first, in id order.
+                let mut ids: Vec<i64> = keys.iter().map(|k| k.1).filter(|&m| m > 0).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                c.update(
+                    "SELECT id FROM smslink.message WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+                    None,
+                    &[ids.into()],
+                )
+                .spi();
+            }
+            wave_of
         } else {
             vec![0]
         };

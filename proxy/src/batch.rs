@@ -131,7 +131,17 @@ fn gather(first: Click, queue: &mut mpsc::Receiver<Click>, max_batch: usize) -> 
 }
 
 async fn send(client: Object, batch: Vec<Click>) {
-    match call(&client, &batch).await {
+    let mut result = call(&client, &batch).await;
+    // A deadlock or serialization failure (class 40) rolled the whole transaction back: nothing
+    // of it is logged, so it is retried once as it is (request ids would make even a partial
+    // success safe to resend).
+    if let Err(e) = &result {
+        if e.code().is_some_and(|c| c.code().starts_with("40")) {
+            tracing::info!(error = %e, size = batch.len(), "batch rolled back; retrying it once");
+            result = call(&client, &batch).await;
+        }
+    }
+    match result {
         Ok(answers) => reply(batch, answers),
         Err(e) if caused_by_data(e.code()) && batch.len() > 1 => {
             tracing::warn!(error = %e, size = batch.len(), "batch failed on its data; retrying its clicks one by one");
@@ -179,7 +189,14 @@ async fn call(client: &Object, batch: &[Click]) -> Result<Vec<Answer>, tokio_pos
         .query(
             &stmt,
             &[
-                &tokens, &hosts, &methods, &agents, &ips, &referrers, &headers, &request_ids,
+                &tokens,
+                &hosts,
+                &methods,
+                &agents,
+                &ips,
+                &referrers,
+                &headers,
+                &request_ids,
             ],
         )
         .await?;

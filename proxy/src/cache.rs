@@ -24,9 +24,6 @@
 //! so a lookup never waits for more than one small chunk (parking_lot queues new readers behind
 //! a waiting writer, so the writer is not starved either).
 
-// Until main.rs wires the cache into the redirect handler, nothing outside the tests uses it.
-#![allow(dead_code)]
-
 use compact_str::CompactString;
 use deadpool_postgres::Pool;
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -192,6 +189,7 @@ impl Interner {
         self.slots.get(slot_of(id))?.as_ref().map(|(t, _)| t)
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.ids.len()
     }
@@ -229,7 +227,11 @@ struct Campaign {
 
 struct Domain {
     host: Box<str>,
+    /// The domain's own fallback: the end of the expiry chain.
     fallback: Option<Arc<str>>,
+    /// Where a tap on an unknown token goes while the database is unreachable: the domain's
+    /// fallback, else the brand's.
+    outage: Option<Arc<str>>,
 }
 
 /// A link as the feed sends it, decoded outside the lock.
@@ -557,14 +559,16 @@ impl Cache {
         let host = normalize_host(host?);
         let st = self.state.read();
         let id = st.hosts.get(host.as_str())?;
-        st.domains.get(id)?.fallback.as_deref().map(str::to_string)
+        st.domains.get(id)?.outage.as_deref().map(str::to_string)
     }
 
     pub fn links(&self) -> usize {
         self.state.read().order.len()
     }
 
-    /// True once the cache has caught up with the feed at least once.
+    /// True once the cache has caught up with the feed at least once (for readiness checks;
+    /// the proxy does not need it: a cold cache only misses, and misses take the database path).
+    #[allow(dead_code)]
     pub fn is_warm(&self) -> bool {
         self.warm.load(Ordering::Acquire)
     }
@@ -631,7 +635,7 @@ impl Cache {
             .try_get(0)?;
 
         let rows = within(client.query(
-            "SELECT domain_id, host, fallback_url FROM smslink.edge_domains()",
+            "SELECT domain_id, host, fallback_url, brand_fallback_url FROM smslink.edge_domains()",
             &[],
         ))
         .await??;
@@ -642,7 +646,8 @@ impl Cache {
             };
             let host: String = host;
             let fallback: Option<String> = r.try_get(2)?;
-            domains.insert(id, (host, fallback));
+            let brand: Option<String> = r.try_get(3)?;
+            domains.insert(id, (host, fallback, brand));
         }
         self.set_domains(domains);
 
@@ -704,17 +709,19 @@ impl Cache {
     }
 
     /// Replaces the domain list.
-    fn set_domains(&self, domains: HashMap<i64, (String, Option<String>)>) {
+    fn set_domains(&self, domains: HashMap<i64, (String, Option<String>, Option<String>)>) {
         let mut hosts = HashMap::with_capacity(domains.len());
         let domains: HashMap<i64, Domain> = domains
             .into_iter()
-            .map(|(id, (host, fallback))| {
+            .map(|(id, (host, fallback, brand))| {
                 hosts.insert(host.clone().into_boxed_str(), id);
+                let fallback: Option<Arc<str>> = fallback.map(Arc::from);
                 (
                     id,
                     Domain {
                         host: host.into_boxed_str(),
-                        fallback: fallback.map(Arc::from),
+                        outage: fallback.clone().or_else(|| brand.map(Arc::from)),
+                        fallback,
                     },
                 )
             })
@@ -889,9 +896,17 @@ mod tests {
             (
                 HOST.to_string(),
                 Some("https://brand.test/home".to_string()),
+                None,
             ),
         );
-        domains.insert(2, ("bare.test.example".to_string(), None));
+        domains.insert(
+            2,
+            (
+                "bare.test.example".to_string(),
+                None,
+                Some("https://brand.test/outage".to_string()),
+            ),
+        );
         c.set_domains(domains);
         c.apply_campaigns(vec![
             (10, None, None),
@@ -1184,7 +1199,7 @@ mod tests {
         );
         // Domain changes, likewise: the fallback and the host.
         let mut d = HashMap::new();
-        d.insert(1, ("new.test.example".to_string(), None));
+        d.insert(1, ("new.test.example".to_string(), None, None));
         c.set_domains(d);
         assert_eq!(c.lookup("b", Some(HOST), T0), Lookup::Miss);
         hit(&c, "b", "new.test.example", T0);
@@ -1197,7 +1212,11 @@ mod tests {
             c.domain_fallback(Some("GO.test.example:443")).as_deref(),
             Some("https://brand.test/home")
         );
-        assert_eq!(c.domain_fallback(Some("bare.test.example")), None);
+        // No fallback of its own: the brand's serves outages, never the expiry chain.
+        assert_eq!(
+            c.domain_fallback(Some("bare.test.example")).as_deref(),
+            Some("https://brand.test/outage")
+        );
         assert_eq!(c.domain_fallback(Some("unknown.example")), None);
         assert_eq!(c.domain_fallback(None), None);
     }

@@ -244,7 +244,7 @@ fn too_slow(version: Version) -> Response<Body> {
         StatusCode::REQUEST_TIMEOUT,
         serde_json::json!({"error": "the request body did not arrive in time"}),
     );
-    // HTTP/2 has no Connection header (hyper refuses it); the stream is reset instead.
+    // HTTP/2 forbids a Connection header; there hyper resets the stream's unread rest instead.
     if matches!(version, Version::HTTP_10 | Version::HTTP_11) {
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -388,7 +388,10 @@ async fn redirect(
     // the database path committed it after all).
     let response = match &app.edge {
         Some(edge) => {
-            let left = app.timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+            let left = app
+                .timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(100));
             match edge.fallback(record, left).await {
                 Some(url) => redirect_to(Some(url)),
                 None => unavailable(),

@@ -19,7 +19,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const INGEST: &str = "SELECT ord, status FROM smslink.ingest_clicks($1::uuid[], $2::int8[], $3::timestamptz[], \
+const INGEST: &str =
+    "SELECT ord, status FROM smslink.ingest_clicks($1::uuid[], $2::int8[], $3::timestamptz[], \
      $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]::jsonb[])";
 
 fn time_of(micros: i64) -> SystemTime {
@@ -109,8 +110,13 @@ pub async fn run(spool: Spool, pool: Pool, max_batch: usize, metrics: ShipMetric
         let path = segment_path(&dir, cursor.segment);
         let bytes = match read_from(&path, cursor.offset, limit) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && cursor.segment < durable.segment => {
-                cursor = Cursor { segment: cursor.segment + 1, offset: 0 };
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && cursor.segment < durable.segment =>
+            {
+                cursor = Cursor {
+                    segment: cursor.segment + 1,
+                    offset: 0,
+                };
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -129,7 +135,10 @@ pub async fn run(spool: Spool, pool: Pool, max_batch: usize, metrics: ShipMetric
                         tracing::warn!(error = %e, path = %path.display(), "cannot remove a shipped segment");
                     }
                 }
-                cursor = Cursor { segment: cursor.segment + 1, offset: 0 };
+                cursor = Cursor {
+                    segment: cursor.segment + 1,
+                    offset: 0,
+                };
                 continue;
             }
             spool.counters.oldest_at.store(0, Ordering::Relaxed);
@@ -187,7 +196,12 @@ pub async fn run(spool: Spool, pool: Pool, max_batch: usize, metrics: ShipMetric
 
 /// Ships records one at a time after their batch was refused; false when the database became
 /// unavailable meanwhile (the caller retries the whole batch: request ids make that safe).
-async fn ship_one_by_one(pool: &Pool, records: &[Record], dir: &Path, metrics: &ShipMetrics) -> bool {
+async fn ship_one_by_one(
+    pool: &Pool,
+    records: &[Record],
+    dir: &Path,
+    metrics: &ShipMetrics,
+) -> bool {
     for r in records {
         match ingest(pool, std::slice::from_ref(r)).await {
             Ok(()) => metrics.committed.inc(),
@@ -221,7 +235,9 @@ fn set_aside(dir: &Path, line: &[u8], reason: &str) {
             f.sync_data()
         });
     match written {
-        Ok(()) => tracing::error!(%reason, path = %path.display(), "a spooled click was refused by the database; set aside"),
+        Ok(()) => {
+            tracing::error!(%reason, path = %path.display(), "a spooled click was refused by the database; set aside")
+        }
         Err(e) => tracing::error!(error = %e, %reason, "cannot set a refused click aside"),
     }
 }
@@ -376,7 +392,10 @@ impl ClickIds {
     }
 
     fn add_block(&self, block: Block) -> Result<(), String> {
-        let mut guard = self.state.lock().map_err(|_| "lease lock poisoned".to_string())?;
+        let mut guard = self
+            .state
+            .lock()
+            .map_err(|_| "lease lock poisoned".to_string())?;
         let (state, next) = &mut *guard;
         let mut updated = state.clone();
         if updated.current.is_none() {
@@ -398,7 +417,10 @@ impl ClickIds {
                 let leased = async {
                     let c = pool.get().await.map_err(|e| e.to_string())?;
                     let row = c
-                        .query_one("SELECT first_id, last_id FROM smslink.edge_lease_click_ids()", &[])
+                        .query_one(
+                            "SELECT first_id, last_id FROM smslink.edge_lease_click_ids()",
+                            &[],
+                        )
                         .await
                         .map_err(|e| e.to_string())?;
                     let first: i64 = row.try_get(0).map_err(|e| e.to_string())?;
@@ -433,7 +455,11 @@ mod tests {
         let ids = ClickIds::open(&dir).expect("open");
         assert_eq!(ids.next(), None, "no lease, no ids");
         assert!(ids.wants_block());
-        ids.add_block(Block { first: 1000, last: 9999 }).expect("block");
+        ids.add_block(Block {
+            first: 1000,
+            last: 9999,
+        })
+        .expect("block");
         let a: Vec<i64> = (0..10).filter_map(|_| ids.next()).collect();
         assert_eq!(a, (1000..1010).collect::<Vec<_>>());
         // A restart continues after the high-water mark: nothing handed out is repeated.
@@ -442,7 +468,11 @@ mod tests {
         let b = ids.next().expect("id");
         assert!(b >= 1010, "{b}");
         // Running out of the block switches to the reserve block.
-        ids.add_block(Block { first: 50_000, last: 50_001 }).expect("reserve");
+        ids.add_block(Block {
+            first: 50_000,
+            last: 50_001,
+        })
+        .expect("reserve");
         let mut last = b;
         for _ in 0..20_000 {
             match ids.next() {

@@ -132,7 +132,8 @@ impl Spool {
         let mut pending = 0i64;
         let mut oldest = 0i64;
         for seq in &recovered {
-            let bytes = std::fs::read(segment_path(dir, *seq)).map_err(|e| err("cannot read", e))?;
+            let bytes =
+                std::fs::read(segment_path(dir, *seq)).map_err(|e| err("cannot read", e))?;
             for line in complete_lines(&bytes) {
                 pending += 1;
                 if oldest == 0 {
@@ -349,7 +350,11 @@ mod tests {
         };
         assert_eq!(spool.recovered, vec![1]);
         assert_eq!(spool.counters.pending.load(Ordering::Relaxed), 500);
-        assert_eq!(spool.durable().segment, 2, "a restarted proxy writes a new segment");
+        assert_eq!(
+            spool.durable().segment,
+            2,
+            "a restarted proxy writes a new segment"
+        );
         let bytes = std::fs::read(&seg).expect("read");
         let mut back: Vec<Record> = complete_lines(&bytes)
             .map(|l| serde_json::from_slice(l).expect("record"))

@@ -141,9 +141,14 @@ struct Idle {
     hold_s: f64,
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     connect_timeout_ms: u64,
-    /// Also count the connections closed within this many milliseconds of their connect.
+    /// Connects per second; 0 for as fast as they complete (which can overflow the server's
+    /// accept queue and turn into one-second SYN retries).
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    connect_rate: f64,
+    /// Also count the connections closed within this many milliseconds of their connect
+    /// (repeatable).
     #[arg(long)]
-    within_ms: Option<u64>,
+    within_ms: Vec<u64>,
     /// Width of the histogram buckets of close times, in milliseconds.
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     bucket_ms: u64,
@@ -382,6 +387,7 @@ async fn idle(i: Idle) -> Result<(), String> {
         sources,
         hold: Duration::from_secs_f64(i.hold_s),
         connect_timeout: Duration::from_millis(i.connect_timeout_ms),
+        connect_rate: i.connect_rate,
         within_ms: i.within_ms,
         bucket_ms: i.bucket_ms,
         ready: i.ready.clone(),

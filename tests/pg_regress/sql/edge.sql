@@ -172,7 +172,12 @@ SELECT subscriber_key FROM smslink.edge_links(:h1, 0, :h2) ORDER BY link_id;
 DELETE FROM smslink.message WHERE id = (SELECT id FROM smslink.message WHERE campaign_id = :c ORDER BY id DESC LIMIT 1);
 SELECT smslink.edge_horizon() AS h3 \gset
 SELECT deleted, token IS NOT NULL AS token, destination FROM smslink.edge_links(:h2, 0, :h3) ORDER BY link_id;
-SELECT host, fallback_url FROM smslink.edge_domains() WHERE domain_id = :d;
+-- A changed token (a re-keyed link) retires the old one: its tombstone comes before the new row.
+SELECT id AS lk, token AS old_token FROM smslink.link WHERE message_id = (SELECT id FROM smslink.message WHERE campaign_id = :c ORDER BY id LIMIT 1) AND position = 2 \gset
+UPDATE smslink.link SET token = 'NEWTOKEN1' WHERE id = :lk;
+SELECT smslink.edge_horizon() AS h4 \gset
+SELECT deleted, token = :'old_token' AS old_token, token = 'NEWTOKEN1' AS new_token FROM smslink.edge_links(:h3, 0, :h4);
+SELECT host, fallback_url, brand_fallback_url FROM smslink.edge_domains() WHERE domain_id = :d;
 
 -- Only the proxy's role may read the feed, lease ids and ingest.
 SET client_min_messages = warning;

@@ -4,6 +4,7 @@
 //! long the server took to close them (counted from each connection's own connect, since a
 //! server's deadline runs from accept).
 
+use super::parse;
 use super::stats::{self, Closing};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -32,7 +33,12 @@ pub struct Plan {
     pub sources: Vec<IpAddr>,
     pub hold: Duration,
     pub connect_timeout: Duration,
-    pub within_ms: Option<u64>,
+    /// Connects per second (0: as fast as they complete). A client finishes its connect when
+    /// the handshake is done, before the server has accepted; unpaced, thousands of connects
+    /// overflow the server's accept queue, and the kernel then retries each dropped one a
+    /// second later: that measures the backlog, not the server.
+    pub connect_rate: f64,
+    pub within_ms: Vec<u64>,
     pub bucket_ms: u64,
     pub ready: Option<PathBuf>,
 }
@@ -56,6 +62,8 @@ pub struct Summary {
     pub connect_phase_ms: f64,
     /// Connections still open when the last connect was done.
     pub open_after_connect: usize,
+    /// Most connections open at the same time.
+    pub peak_open: usize,
     pub hold_s: f64,
     pub all: Closing,
     pub plain: Closing,
@@ -82,13 +90,20 @@ pub async fn run(plan: Plan) -> Result<Summary, String> {
     let end = start + plan.hold;
     let slots = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
     let closed = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     let (connected_tx, mut connected_rx) = mpsc::unbounded_channel::<()>();
     let mut tasks = Vec::with_capacity(total);
     for (i, kind) in kinds.into_iter().enumerate() {
         let source = plan.sources[i % plan.sources.len()];
         let (slots, closed, connected_tx) = (slots.clone(), closed.clone(), connected_tx.clone());
+        let open = open.clone();
         let (addr, timeout) = (plan.addr, plan.connect_timeout);
+        let due =
+            (plan.connect_rate > 0.0).then(|| start + parse::due(i as u64, plan.connect_rate));
         tasks.push(tokio::spawn(async move {
+            if let Some(at) = due {
+                tokio::time::sleep_until(at.into()).await;
+            }
             let stream = {
                 let _permit = slots.acquire_owned().await;
                 let r = connect(addr, source, timeout, kind).await;
@@ -98,6 +113,8 @@ pub async fn run(plan: Plan) -> Result<Summary, String> {
             let lifetime = match stream {
                 Err(e) => Err(e),
                 Ok((mut stream, at)) => {
+                    let now_open = open.0.fetch_add(1, Ordering::Relaxed) + 1;
+                    open.1.fetch_max(now_open, Ordering::Relaxed);
                     let mut buf = [0u8; 512];
                     let until_end = async {
                         loop {
@@ -112,6 +129,7 @@ pub async fn run(plan: Plan) -> Result<Summary, String> {
                     match tokio::time::timeout_at(end.into(), until_end).await {
                         Ok(()) => {
                             closed.fetch_add(1, Ordering::Relaxed);
+                            open.0.fetch_sub(1, Ordering::Relaxed);
                             Ok(Some(at.elapsed()))
                         }
                         Err(_) => Ok(None),
@@ -156,7 +174,7 @@ pub async fn run(plan: Plan) -> Result<Summary, String> {
             .map(|l| l.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
             .collect()
     };
-    let summarise = |want| stats::closing(&lifetimes(want), plan.within_ms, plan.bucket_ms);
+    let summarise = |want| stats::closing(&lifetimes(want), &plan.within_ms, plan.bucket_ms);
     let errors: Vec<&String> = results
         .iter()
         .filter_map(|r| r.lifetime.as_ref().err())
@@ -170,6 +188,7 @@ pub async fn run(plan: Plan) -> Result<Summary, String> {
         connect_error_sample: errors.first().map(|e| e.to_string()),
         connect_phase_ms: connect_phase.as_secs_f64() * 1000.0,
         open_after_connect,
+        peak_open: open.1.load(Ordering::Relaxed),
         hold_s: plan.hold.as_secs_f64(),
         all: summarise(None),
         plain: summarise(Some(Kind::Plain)),

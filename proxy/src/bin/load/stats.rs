@@ -172,16 +172,15 @@ pub struct Closing {
     pub closed_p50_ms: Option<f64>,
     pub closed_p99_ms: Option<f64>,
     pub closed_all_ms: Option<f64>,
-    /// Connections closed within `within_ms` of their connect, when asked.
-    pub within_ms: Option<u64>,
-    pub closed_within: Option<usize>,
+    /// For each asked bound (milliseconds), the connections closed within it of their connect.
+    pub closed_within: BTreeMap<u64, usize>,
     /// Closed connections by lifetime, in buckets of `bucket_ms` (`[i·b, (i+1)·b)`).
     pub bucket_ms: u64,
     pub histogram: Vec<usize>,
 }
 
 /// `lifetimes_us`: one entry per connection, `None` for one still open at the end.
-pub fn closing(lifetimes_us: &[Option<u64>], within_ms: Option<u64>, bucket_ms: u64) -> Closing {
+pub fn closing(lifetimes_us: &[Option<u64>], within_ms: &[u64], bucket_ms: u64) -> Closing {
     let mut closed: Vec<u64> = lifetimes_us.iter().flatten().copied().collect();
     closed.sort_unstable();
     let n = lifetimes_us.len();
@@ -211,8 +210,10 @@ pub fn closing(lifetimes_us: &[Option<u64>], within_ms: Option<u64>, bucket_ms: 
         closed_p50_ms: by(0.5),
         closed_p99_ms: by(0.99),
         closed_all_ms: by(1.0),
-        within_ms,
-        closed_within: within_ms.map(|w| closed.iter().filter(|&&t| t <= w * 1000).count()),
+        closed_within: within_ms
+            .iter()
+            .map(|&w| (w, closed.iter().filter(|&&t| t <= w * 1000).count()))
+            .collect(),
         bucket_ms,
         histogram,
     }
@@ -303,16 +304,17 @@ mod tests {
     fn closing_counts_never_closed_connections_as_infinitely_late() {
         let mut l: Vec<Option<u64>> = (1..=99).map(|i| Some(i * 10_000)).collect();
         l.push(None);
-        let c = closing(&l, Some(500), 100);
+        let c = closing(&l, &[500, 2000], 100);
         assert_eq!((c.connections, c.closed, c.still_open), (100, 99, 1));
         assert_eq!(c.closed_p99_ms, Some(990.0));
         assert_eq!(c.closed_all_ms, None);
-        assert_eq!(c.closed_within, Some(50));
+        assert_eq!(c.closed_within.get(&500), Some(&50));
+        assert_eq!(c.closed_within.get(&2000), Some(&99));
         assert_eq!(c.histogram.iter().sum::<usize>(), 99);
         assert_eq!(c.histogram[0], 9);
-        let all = closing(&[Some(1000), Some(3000)], None, 1);
+        let all = closing(&[Some(1000), Some(3000)], &[], 1);
         assert_eq!(all.closed_all_ms, Some(3.0));
-        assert_eq!(all.closed_within, None);
-        assert_eq!(closing(&[], None, 1).closed_p99_ms, None);
+        assert!(all.closed_within.is_empty());
+        assert_eq!(closing(&[], &[], 1).closed_p99_ms, None);
     }
 }
