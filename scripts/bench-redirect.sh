@@ -8,7 +8,11 @@
 #   (d) wrk -> smslink-proxy with forged tokens;
 #   (e) wrk -> smslink-proxy paced to half of (a)'s rate, for p99 at half peak.
 #   (f) as (a), with the sessions' smslink.classifier_context off: the classifier's cost is 1 - a/f.
-# Rounds alternate (b, a, c, d, f) and the median round is reported. Every run is bounded by
+#   (g) wrk -> smslink-proxy on the edge path: warm link cache, durable spool (grouped fsync),
+#       shipper ingesting in bulk. Reported: the HTTP rate, the rate the shipper committed during
+#       the same run, and the time the spool took to drain after it; the sustained edge rate is
+#       the smaller of the two rates. Then (g) paced at half its peak, for its p99.
+# Rounds alternate (b, a, c, d, f, g) and the median round is reported. Every run is bounded by
 # BENCH_SECONDS. Knobs: BENCH_CLIENTS (32), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_POOL
 # (proxy pool size, 2), BENCH_OUT (target/bench-redirect).
 source "$(dirname "$0")/common.sh"
@@ -22,6 +26,7 @@ OUT="${BENCH_OUT:-$ROOT/target/bench-redirect}"
 PROXY_PORT=18190
 NGINX_PORT=18191
 BASE_PORT=18192
+EDGE_PORT=18193
 DB=smslink_bench_http
 
 install_extension release
@@ -59,9 +64,14 @@ SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector_base dbnam
   "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$BASE_PORT" --pool-size "$POOL" \
   --trusted-proxies 127.0.0.1/32 \
   >"$OUT/proxy-base.log" 2>&1 & PIDS+=($!)
+# (g): the edge path, its spool on this machine's disk.
+SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector dbname=$DB" RUST_LOG=warn \
+  "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$EDGE_PORT" --pool-size "$POOL" \
+  --trusted-proxies 127.0.0.1/32 --spool-dir "$OUT/spool" \
+  >"$OUT/proxy-edge.log" 2>&1 & PIDS+=($!)
 sed -e "s#@DIR@#$OUT#g" -e "s#@PORT@#$NGINX_PORT#g" bench/redirect/nginx.conf.in > "$OUT/nginx.conf"
 nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" >"$OUT/nginx.log" 2>&1 & PIDS+=($!)
-for url in "http://127.0.0.1:$PROXY_PORT/healthz" "http://127.0.0.1:$BASE_PORT/healthz" "http://127.0.0.1:$NGINX_PORT/"; do
+for url in "http://127.0.0.1:$PROXY_PORT/healthz" "http://127.0.0.1:$BASE_PORT/healthz" "http://127.0.0.1:$EDGE_PORT/healthz" "http://127.0.0.1:$NGINX_PORT/"; do
   ok=""
   for _ in $(seq 1 50); do
     curl -s -o /dev/null -m 2 "$url" && { ok=1; break; }
@@ -98,6 +108,22 @@ pgbench_run() {
 }
 
 clicks() { psql_q -d "$DB" -At -c "SELECT count(*) FROM smslink.click"; }
+wait_edge_warm "$EDGE_PORT" "$DB" 120 || die "the edge proxy's cache did not fill"
+
+# edge_run NAME [DELAY_MS]: (g), plus "shipped_per_s drain_s" appended to wrk_run's fields.
+# The shipper's rate is the clicks it committed during wrk's run, over the run's length.
+edge_run() {
+  local before after t0 t1 drained res
+  before=$(proxy_metric "$EDGE_PORT" smslink_proxy_spool_shipped_total)
+  t0=$(date +%s.%N)
+  res=$(wrk_run "$1" "$EDGE_PORT" "$OUT/tokens.txt" "${2:-0}")
+  t1=$(date +%s.%N)
+  after=$(proxy_metric "$EDGE_PORT" smslink_proxy_spool_shipped_total)
+  wait_spool_drained "$EDGE_PORT" 60 || die "(g) $1: the spool did not drain within 60 s"
+  drained=$(date +%s.%N)
+  awk -v r="$res" -v a="$before" -v b="$after" -v t0="$t0" -v t1="$t1" -v d="$drained" \
+    'BEGIN { printf "%s %.0f %.2f\n", r, (b - a) / (t1 - t0), d - t1 }'
+}
 
 declare -A RES
 for r in $(seq 1 "$ROUNDS"); do
@@ -113,7 +139,12 @@ for r in $(seq 1 "$ROUNDS"); do
   RES[c.$r]=$(wrk_run "c$r" "$NGINX_PORT" "$OUT/tokens.txt")
   RES[d.$r]=$(wrk_run "d$r" "$PROXY_PORT" "$OUT/forged.txt")
   RES[f.$r]=$(wrk_run "f$r" "$BASE_PORT" "$OUT/tokens.txt")
-  for k in b a c d f; do printf '  %s: %s\n' "$k" "${RES[$k.$r]}"; done
+  before=$(clicks)
+  RES[g.$r]=$(edge_run "g$r")
+  after=$(clicks)
+  read -r _ _ _ n _ _ _ _ <<< "${RES[g.$r]}"
+  [ "$((after - before))" -ge "$n" ] || die "round $r: wrk counted $n edge redirects but only $((after - before)) clicks were logged"
+  for k in b a c d f g; do printf '  %s: %s\n' "$k" "${RES[$k.$r]}"; done
 done
 
 # The median round by throughput, per configuration.
@@ -122,7 +153,7 @@ median() {
   for r in $(seq 1 "$ROUNDS"); do echo "${RES[$k.$r]}"; done | sort -n -k1,1 | sed -n "$(( (ROUNDS + 1) / 2 ))p"
 }
 declare -A M
-for k in a b c d f; do M[$k]=$(median "$k"); done
+for k in a b c d f g; do M[$k]=$(median "$k"); done
 read -r A_RPS _ <<< "${M[a]}"
 
 # (e) half of (a)'s peak: a short calibration run measures the per-request time at the paced
@@ -137,14 +168,28 @@ DELAY=$(awk -v c="$CLIENTS" -v h="$HALF" -v r="$cal_rps" -v d="$DELAY" 'BEGIN {
   per = c * 1000 / r - d; x = c * 1000 / h - per; printf "%d", (x < 1 ? 1 : x) }')
 M[e]=$(wrk_run e "$PROXY_PORT" "$OUT/tokens.txt" "$DELAY")
 
+# (h) = (g) paced at half of (g)'s sustained rate (the smaller of its HTTP and shipping rates).
+read -r G_RPS _ _ _ _ _ G_SHIP _ <<< "${M[g]}"
+G_SUST=$(awk -v a="$G_RPS" -v b="$G_SHIP" 'BEGIN { print (a < b ? a : b) }')
+G_HALF=$(awk -v a="$G_SUST" 'BEGIN { printf "%.0f", a / 2 }')
+log "edge half rate: target $G_HALF clicks/s"
+DELAY=$(awk -v c="$CLIENTS" -v h="$G_HALF" 'BEGIN { d = c * 1000 / h; printf "%d", (d < 1 ? 1 : d) }')
+SAVED=$SECS; SECS=3
+read -r cal_rps _ <<< "$(edge_run h-calibrate "$DELAY")"
+SECS=$SAVED
+DELAY=$(awk -v c="$CLIENTS" -v h="$G_HALF" -v r="$cal_rps" -v d="$DELAY" 'BEGIN {
+  per = c * 1000 / r - d; x = c * 1000 / h - per; printf "%d", (x < 1 ? 1 : x) }')
+M[h]=$(edge_run h "$DELAY")
+
 {
   printf '%s\n' "make bench-redirect: $CLIENTS clients, ${SECS}s per run, median of $ROUNDS rounds, proxy pool $POOL"
   printf '%-46s %10s %9s %9s %10s\n' "configuration" "req/s" "p50 ms" "p99 ms" "requests"
   declare -A names=([a]="(a) proxy + track_click" [b]="(b) pgbench lookup + insert (ceiling)" \
          [c]="(c) nginx return 302 (HTTP ceiling)" [d]="(d) proxy, forged tokens" \
          [e]="(e) proxy + track_click at half of (a)" \
-         [f]="(f) (a) without the classifier's DB context")
-  for k in a b c d e f; do
+         [f]="(f) (a) without the classifier's DB context" \
+         [g]="(g) edge path: cache + spool (HTTP rate)" [h]="(h) edge path at half of (g)")
+  for k in a b c d e f g h; do
     read -r rps p50 p99 n _ _ <<< "${M[$k]}"
     printf '%-46s %10.0f %9s %9s %10s\n' "${names[$k]}" "$rps" "$p50" "$p99" "$n"
   done
@@ -154,6 +199,13 @@ M[e]=$(wrk_run e "$PROXY_PORT" "$OUT/tokens.txt" "$DELAY")
     printf "\na/b = %.2f (target >= 0.8)   a/c = %.3f   d/a = %.2f (target >= 3)\n", a / b, a / c, d / a
     printf "a/f = %.2f: the full classifier costs %.0f%% of throughput (target <= 15%%)\n", a / f, 100 * (1 - a / f)
     printf "p99 at %.0f req/s (%.0f%% of peak) = %s ms (target <= 10)\n", e, 100 * e / a, p }'
+  read -r g_rps _ _ _ _ _ g_ship g_drain <<< "${M[g]}"
+  read -r h_rps _ h_p99 _ _ _ _ _ <<< "${M[h]}"
+  awk -v g="$g_rps" -v s="$g_ship" -v dr="$g_drain" -v b="$b_rps" -v c="$c_rps" -v h="$h_rps" -v p="$h_p99" 'BEGIN {
+    sus = (g < s ? g : s)
+    printf "\n(g) edge path: HTTP %.0f req/s, shipper committed %.0f clicks/s during the run, spool drained %.1f s after it (target <= 10)\n", g, s, dr
+    printf "sustained (g) / (b) = %.2f (target >= 2, moonshot 3)   (g) / (c) = %.2f (target >= 0.3)\n", sus / b, g / c
+    printf "p99 of (g) at %.0f req/s (half its sustained peak) = %s ms (target <= 5)\n", h, p }'
   psql_q -d "$DB" -At -c "SELECT 'clicks logged: ' || count(*) FROM smslink.click" \
     -c "SELECT 'rejected: ' || string_agg(reason || '=' || count, ', ') FROM smslink.rejected_requests()"
 } | tee "$OUT/summary.txt"

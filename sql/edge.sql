@@ -168,8 +168,11 @@ RETURNS SETOF smslink.edge_link
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT u.* FROM (
+        -- >= for links: a page that ended on a link's tombstone (a changed token: tombstone
+        -- and new row share a position, the tombstone first) must still bring the new row;
+        -- a page that ended on the row itself brings it again, which is harmless.
         (SELECT e.* FROM smslink.edge_link e
-          WHERE (e.feed_xid, e.link_id) > (after_xid, after_link) AND e.feed_xid < horizon
+          WHERE (e.feed_xid, e.link_id) >= (after_xid, after_link) AND e.feed_xid < horizon
           ORDER BY e.feed_xid, e.link_id
           LIMIT least(greatest(max_rows, 1), 100000))
         UNION ALL

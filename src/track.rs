@@ -60,8 +60,12 @@ fn click_sql(context: bool) -> String {
                                 at, request_id, preset_id, ord)
 ), input AS (
     SELECT r.*, CASE WHEN r.request_id IS NOT NULL THEN
+                     -- Within an hour either way: the same request logged by the database path
+                     -- carries the database's time, the spooled copy the proxy's.
                      (SELECT o.id FROM smslink.click o
-                       WHERE o.request_id = r.request_id AND o.clicked_at = r.at LIMIT 1) END AS dup_id
+                       WHERE o.request_id = r.request_id
+                         AND o.clicked_at BETWEEN r.at - interval '1 hour' AND r.at + interval '1 hour'
+                       LIMIT 1) END AS dup_id
       FROM raw r
 ), x AS (
     SELECT i.*, l.brand_id, l.message_id, l.kind AS link_kind,

@@ -178,6 +178,10 @@ struct Replay {
     /// The status of every request, one a line (`connect_error`, `io_error`, `timeout` for none).
     #[arg(long)]
     codes: Option<PathBuf>,
+    /// When every request was sent and answered: `NUMBER SENT_UNIX_US DONE_UNIX_US`, one a line,
+    /// numbered from 1 (a server's time for request n must lie in between).
+    #[arg(long)]
+    times: Option<PathBuf>,
     #[arg(long, default_value = "-")]
     out: PathBuf,
 }
@@ -418,7 +422,7 @@ async fn replay_stream(r: Replay) -> Result<(), String> {
         parse::stream(&read(&r.stream)?).map_err(|e| format!("{}: {e}", r.stream.display()))?;
     let requests = replay::requests(&stream)?;
     wait_for_start(r.start_unix_ms).await?;
-    let records = replay::run(
+    let (records, spans) = replay::run(
         replay::Plan {
             addr: r.url_base,
             interval: Duration::from_millis(r.interval_ms),
@@ -438,6 +442,14 @@ async fn replay_stream(r: Replay) -> Result<(), String> {
             })
             .collect();
         std::fs::write(path, text).map_err(|e| format!("--codes {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &r.times {
+        let text: String = spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{}\t{}\t{}\n", i + 1, s.sent_unix_us, s.done_unix_us))
+            .collect();
+        std::fs::write(path, text).map_err(|e| format!("--times {}: {e}", path.display()))?;
     }
     let counts = Counts::of(&records);
     eprintln!(

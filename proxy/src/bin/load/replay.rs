@@ -8,7 +8,7 @@ use super::stats::{Outcome, Record};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Request;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -50,11 +50,28 @@ pub fn requests(stream: &[StreamRequest]) -> Result<Vec<Request<Body>>, String> 
         .collect()
 }
 
-/// Sends the requests in order; one record each (latency from the request's due time).
-pub async fn run(plan: Plan, requests: Vec<Request<Body>>) -> Vec<Record> {
+/// When one request was sent and when its answer (or failure) was complete, in microseconds
+/// since the Unix epoch: whatever time a server gives the request must lie in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub sent_unix_us: u64,
+    pub done_unix_us: u64,
+}
+
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Sends the requests in order; one record each (latency from the request's due time), and
+/// the span of each.
+pub async fn run(plan: Plan, requests: Vec<Request<Body>>) -> (Vec<Record>, Vec<Span>) {
     let start = Instant::now();
     let mut conn: Option<client::Conn> = None;
     let mut out = Vec::with_capacity(requests.len());
+    let mut spans = Vec::with_capacity(requests.len());
     for (i, req) in requests.into_iter().enumerate() {
         let due = start
             + plan
@@ -66,6 +83,11 @@ pub async fn run(plan: Plan, requests: Vec<Request<Body>>) -> Vec<Record> {
             latency_us: u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX),
             outcome,
         };
+        let sent_unix_us = unix_us();
+        let span = || Span {
+            sent_unix_us,
+            done_unix_us: unix_us(),
+        };
         if conn.as_ref().is_some_and(|c| c.is_closed()) {
             conn = None;
         }
@@ -74,6 +96,7 @@ pub async fn run(plan: Plan, requests: Vec<Request<Body>>) -> Vec<Record> {
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     out.push(record(Outcome::ConnectError));
+                    spans.push(span());
                     continue;
                 }
             }
@@ -96,6 +119,7 @@ pub async fn run(plan: Plan, requests: Vec<Request<Body>>) -> Vec<Record> {
             }
         };
         out.push(record(outcome));
+        spans.push(span());
     }
-    out
+    (out, spans)
 }
