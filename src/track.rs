@@ -104,16 +104,20 @@ fn click_sql(context: bool) -> String {
     -- Every candidate's message is locked, not only those without a first click in this
     -- snapshot: reclassify may be taking a message's only human click away concurrently, and
     -- the claim below must then see its result (it re-checks the latest row version).
-    SELECT m.id, m.first_click_at AS previous FROM smslink.message m JOIN candidate k ON k.message_id = m.id
+    -- (No join of two of this statement's intermediate results anywhere below: the planner
+    -- cannot size them, and a nested loop over two of them is quadratic in a large batch.
+    -- Joins go to indexed tables, and membership tests are hashed IN subqueries.)
+    SELECT m.id, m.first_click_at AS previous, k.at, k.ord
+      FROM smslink.message m JOIN candidate k ON k.message_id = m.id
      ORDER BY m.id
        FOR NO KEY UPDATE OF m
 ), claim AS (
     -- The first click is the earliest human click: a click shipped late from an edge proxy
     -- with an earlier request time takes the claim over from a later one.
-    UPDATE smslink.message m SET first_click_at = k.at
-      FROM locked JOIN candidate k ON k.message_id = locked.id
-     WHERE m.id = locked.id AND (m.first_click_at IS NULL OR m.first_click_at > k.at)
-    RETURNING m.id, locked.previous
+    UPDATE smslink.message m SET first_click_at = locked.at
+      FROM locked
+     WHERE m.id = locked.id AND (m.first_click_at IS NULL OR m.first_click_at > locked.at)
+    RETURNING m.id, locked.previous, locked.ord
 ), superseded AS (
     UPDATE smslink.click c SET is_first = false
       FROM claim
@@ -126,10 +130,7 @@ fn click_sql(context: bool) -> String {
            seconds_since_delivery, is_first, expired, request_id)
     SELECT t.click_id, t.at, t.brand_id, t.campaign_id, t.variant_id, t.message_id, t.subscriber_id,
            t.link_id, t.link_kind, t.method, t.ip, t.user_agent, t.referrer, t.headers, t.device, t.class,
-           t.reasons, t.seconds,
-           EXISTS (SELECT 1 FROM claim JOIN candidate k ON k.message_id = claim.id
-                    WHERE claim.id = t.message_id AND k.ord = t.ord),
-           t.expired, t.request_id
+           t.reasons, t.seconds, t.ord IN (SELECT claim.ord FROM claim), t.expired, t.request_id
       FROM target t
     RETURNING id
 )
@@ -144,7 +145,7 @@ SELECT t.ord, t.click_id,
                      (SELECT v.key FROM smslink.variant v WHERE v.id = t.variant_id),
                      t.message_id) END,
        t.class
-  FROM target t JOIN logged ON logged.id = t.click_id
+  FROM target t -- every target row is inserted (the statement fails otherwise)
 UNION ALL
 SELECT i.ord, i.dup_id, NULL, 'duplicate' FROM input i WHERE i.dup_id IS NOT NULL"
     );
@@ -164,7 +165,12 @@ const MAX_BATCH: usize = 10_000;
 struct Plans {
     with_context: OwnedPreparedStatement,
     without_context: OwnedPreparedStatement,
+    sql_with_context: String,
+    sql_without_context: String,
 }
+
+/// Batches up to this size use the kept plan; larger ones are planned for their size.
+const SMALL_BATCH: usize = 64;
 
 thread_local! {
     static PLANS: OnceCell<Plans> = const { OnceCell::new() };
@@ -228,6 +234,8 @@ fn prepare(c: &SpiClient<'_>) -> Plans {
     Plans {
         with_context: keep(true),
         without_context: keep(false),
+        sql_with_context: click_sql(true),
+        sql_without_context: click_sql(false),
     }
 }
 
@@ -418,12 +426,18 @@ fn log_wave(
     let mut ats = Vec::with_capacity(candidates);
     let mut request_ids = Vec::with_capacity(candidates);
     let mut click_ids = Vec::with_capacity(candidates);
+    // A batch repeats the same few User-Agents: each is parsed for its device once.
+    let mut device_of: std::collections::HashMap<Option<String>, &'static str> =
+        std::collections::HashMap::new();
     for (_, hit) in hits {
         link_id.push(hit.link_id);
         host.push(hit.host.as_deref().map(normalize_host));
         method.push(hit.method.as_deref().unwrap_or("GET").to_ascii_uppercase());
         ip.push(hit.ip);
-        devices.push(device(hit.user_agent.as_deref()).as_str());
+        let kind = *device_of
+            .entry(hit.user_agent.clone())
+            .or_insert_with(|| device(hit.user_agent.as_deref()).as_str());
+        devices.push(kind);
         user_agent.push(hit.user_agent);
         referrer.push(hit.referrer);
         headers.push(hit.headers);
@@ -435,36 +449,45 @@ fn log_wave(
     let latest = ats.iter().flatten().map(|a| a.into_inner()).max();
     let bound = |v: Option<i64>| v.and_then(|v| TimestampWithTimeZone::try_from(v).ok());
     let mut found = 0usize;
+    let args = [
+        bound(latest).into(),
+        link_id.into(),
+        host.into(),
+        method.into(),
+        ip.into(),
+        user_agent.into(),
+        referrer.into(),
+        headers.into(),
+        devices.into(),
+        t.burst_ip_window_seconds.into(),
+        t.burst_token_window_seconds.into(),
+        ats.into(),
+        request_ids.into(),
+        click_ids.into(),
+        bound(first).into(),
+    ];
+    let context = crate::classify::context_enabled();
     PLANS.with(|cell| {
         let plans = cell.get_or_init(|| prepare(c));
-        let plan = if crate::classify::context_enabled() {
-            &plans.with_context
+        // The kept plan was made for no particular batch: it expects a handful of rows, and
+        // joins the statement's intermediate results by nested loops, which is right for the
+        // few clicks of a database-path batch but quadratic for the thousands of an edge
+        // shipment. A large batch is planned for its own size (a few milliseconds, once).
+        let logged = if candidates > SMALL_BATCH {
+            let sql = if context {
+                &plans.sql_with_context
+            } else {
+                &plans.sql_without_context
+            };
+            c.update(sql.as_str(), None, &args).spi()
         } else {
-            &plans.without_context
+            let plan = if context {
+                &plans.with_context
+            } else {
+                &plans.without_context
+            };
+            c.update(plan, None, &args).spi()
         };
-        let logged = c
-            .update(
-                plan,
-                None,
-                &[
-                    bound(latest).into(),
-                    link_id.into(),
-                    host.into(),
-                    method.into(),
-                    ip.into(),
-                    user_agent.into(),
-                    referrer.into(),
-                    headers.into(),
-                    devices.into(),
-                    t.burst_ip_window_seconds.into(),
-                    t.burst_token_window_seconds.into(),
-                    ats.into(),
-                    request_ids.into(),
-                    click_ids.into(),
-                    bound(first).into(),
-                ],
-            )
-            .spi();
         for r in logged {
             let ord = r.get::<i64>(1).spi().unwrap_or(0);
             let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {
