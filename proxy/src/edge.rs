@@ -39,6 +39,8 @@ pub struct Config {
     pub max_links: usize,
     pub refresh: Duration,
     pub ship_batch: usize,
+    /// Connections the shipper commits on at once.
+    pub ship_connections: usize,
 }
 
 impl Edge {
@@ -82,6 +84,7 @@ impl Edge {
             spool.clone(),
             pool,
             config.ship_batch,
+            config.ship_connections,
             ship_metrics,
         ));
         Ok(Arc::new(Edge {

@@ -146,6 +146,10 @@ struct Args {
     #[arg(long, env = "SMSLINK_SHIP_BATCH", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     ship_batch: u64,
+    /// Database connections the shipper commits spooled clicks on at once.
+    #[arg(long, env = "SMSLINK_SHIP_CONNECTIONS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=16))]
+    ship_connections: u64,
     /// Serve /metrics and /healthz on this address (plain HTTP) instead of on --listen.
     #[arg(long, env = "SMSLINK_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
@@ -528,7 +532,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     recycling_method: RecyclingMethod::Fast,
                 },
             ))
-            .max_size(2)
+            // The shipper's connections, plus one for the feed and one for leases.
+            .max_size(usize::try_from(args.ship_connections).unwrap_or(2) + 2)
             .wait_timeout(Some(Duration::from_secs(5)))
             .create_timeout(Some(Duration::from_secs(5)))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -538,6 +543,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 max_links: usize::try_from(args.cache_max_links).unwrap_or(1_000_000),
                 refresh: Duration::from_millis(args.cache_refresh_ms),
                 ship_batch: usize::try_from(args.ship_batch).unwrap_or(2000),
+                ship_connections: usize::try_from(args.ship_connections).unwrap_or(2),
             };
             Some(edge::Edge::start(&config, edge_pool, &registry.registry)?)
         }

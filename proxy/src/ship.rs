@@ -80,6 +80,44 @@ async fn ingest(pool: &Pool, batch: &[Record]) -> Result<(), Failure> {
         })
 }
 
+/// Ships a batch over `parts` connections at once: records are split by token (so the taps of
+/// one link stay in order on one connection), each part is one `ingest_clicks` call, and the
+/// batch has committed when every part has. A part that fails fails the batch, which is then
+/// retried whole: the parts that did commit are recognised by their request ids and skipped.
+/// Parts run side by side like the database path's concurrent transactions do, so a click sees
+/// the related clicks of the other part only once they are committed, as on that path.
+async fn ingest_parts(pool: &Pool, batch: &[Record], parts: usize) -> Result<(), Failure> {
+    if parts <= 1 || batch.len() < 2 * parts {
+        return ingest(pool, batch).await;
+    }
+    let mut split: Vec<Vec<Record>> = vec![Vec::with_capacity(batch.len() / parts + 1); parts];
+    for r in batch {
+        let h = r.token.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        split[(h % parts as u64) as usize].push(r.clone());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for part in split.into_iter().filter(|p| !p.is_empty()) {
+        let pool = pool.clone();
+        tasks.spawn(async move { ingest(&pool, &part).await });
+    }
+    let mut outcome = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(Failure::Data(e))) => {
+                if outcome.is_ok() {
+                    outcome = Err(Failure::Data(e));
+                }
+            }
+            Ok(Err(Failure::Unavailable(e))) => outcome = Err(Failure::Unavailable(e)),
+            Err(e) => outcome = Err(Failure::Unavailable(e.to_string())),
+        }
+    }
+    outcome
+}
+
 /// Where the shipper is: the segment it reads and the bytes of it already committed.
 struct Cursor {
     segment: u64,
@@ -87,7 +125,7 @@ struct Cursor {
 }
 
 /// Ships the spool forever (until the process ends). `max_batch` records per statement.
-pub async fn run(spool: Spool, pool: Pool, max_batch: usize, metrics: ShipMetrics) {
+pub async fn run(spool: Spool, pool: Pool, max_batch: usize, parts: usize, metrics: ShipMetrics) {
     let dir = spool.dir().to_path_buf();
     let mut cursor = Cursor {
         segment: spool
@@ -163,7 +201,7 @@ pub async fn run(spool: Spool, pool: Pool, max_batch: usize, metrics: ShipMetric
         }
         let shipped = records.len() + corrupt.len();
         let started = std::time::Instant::now();
-        match ingest(&pool, &records).await {
+        match ingest_parts(&pool, &records, parts).await {
             Ok(()) => {
                 backoff = Duration::from_millis(50);
                 metrics.committed.inc_by(records.len() as u64);
