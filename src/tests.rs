@@ -183,7 +183,7 @@ mod tests {
         );
         assert_eq!(
             one_i64("SELECT count(*) FROM pg_indexes WHERE schemaname = 'smslink' AND tablename = 'click_2031_05'"),
-            6
+            7 // the primary key, campaign, message, subscriber, link, address and request id
         );
         // Idempotent.
         assert_eq!(

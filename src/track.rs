@@ -118,12 +118,6 @@ fn click_sql(context: bool) -> String {
       FROM locked
      WHERE m.id = locked.id AND (m.first_click_at IS NULL OR m.first_click_at > locked.at)
     RETURNING m.id, locked.previous, locked.ord
-), superseded AS (
-    UPDATE smslink.click c SET is_first = false
-      FROM claim
-     WHERE claim.previous IS NOT NULL AND c.message_id = claim.id
-       AND c.clicked_at = claim.previous AND c.is_first
-    RETURNING c.id
 ), logged AS (
     INSERT INTO smslink.click (id, clicked_at, brand_id, campaign_id, variant_id, message_id,
            subscriber_id, link_id, link_kind, method, ip, user_agent, referrer, headers, device, class, reasons,
@@ -147,7 +141,12 @@ SELECT t.ord, t.click_id,
        t.class
   FROM target t -- every target row is inserted (the statement fails otherwise)
 UNION ALL
-SELECT i.ord, i.dup_id, NULL, 'duplicate' FROM input i WHERE i.dup_id IS NOT NULL"
+SELECT i.ord, i.dup_id, NULL, 'duplicate' FROM input i WHERE i.dup_id IS NOT NULL
+UNION ALL
+-- Messages whose first click moved to an earlier one: the caller clears the later one's
+-- is_first in a statement of its own, whose snapshot sees a first click committed by another
+-- transaction while this one waited for the message's lock (this statement's cannot).
+SELECT 0, claim.id, NULL, 'superseded' FROM claim WHERE claim.previous IS NOT NULL"
     );
     context_sql(
         &sql,
@@ -359,15 +358,17 @@ fn log_clicks(
                 .iter()
                 .map(|(_, h)| h.ip.as_ref().map(|a| a.to_string()))
                 .collect();
-            let keys: Vec<(Option<&str>, i64)> = hits
+            let keys: Vec<(Option<&str>, i64, i64)> = hits
                 .iter()
                 .zip(&ips)
                 .map(|((_, h), ip)| {
                     let message = messages.get(&h.link_id).copied().unwrap_or(-h.link_id);
-                    (ip.as_deref(), message)
+                    (ip.as_deref(), message, time(h))
                 })
                 .collect();
-            let wave_of = waves(&keys);
+            // The address signal looks back burst_ip_window_seconds (rounded up to the µs).
+            let ip_window = (t.burst_ip_window_seconds * 1e6).ceil() as i64;
+            let wave_of = waves(&keys, ip_window);
             if wave_of.iter().any(|&w| w > 0) {
                 // Each wave's statement locks its candidates' messages in id order; across
                 // several waves that order would not hold, and two batches could deadlock. So a
@@ -467,6 +468,7 @@ fn log_wave(
         bound(first).into(),
     ];
     let context = crate::classify::context_enabled();
+    let mut superseded: Vec<i64> = Vec::new();
     PLANS.with(|cell| {
         let plans = cell.get_or_init(|| prepare(c));
         // The kept plan was made for no particular batch: it expects a handful of rows, and
@@ -489,6 +491,10 @@ fn log_wave(
             c.update(plan, None, &args).spi()
         };
         for r in logged {
+            if r.get::<String>(4).spi().as_deref() == Some("superseded") {
+                superseded.extend(r.get::<i64>(2).spi());
+                continue;
+            }
             let ord = r.get::<i64>(1).spi().unwrap_or(0);
             let Some(&i) = usize::try_from(ord - 1).ok().and_then(|k| index.get(k)) else {
                 continue;
@@ -506,6 +512,18 @@ fn log_wave(
             found += 1;
         }
     });
+    if !superseded.is_empty() {
+        // The message rows are locked by this transaction: nobody claims meanwhile.
+        c.update(
+            "UPDATE smslink.click c SET is_first = false
+               FROM smslink.message m
+              WHERE m.id = ANY($1) AND c.message_id = m.id AND c.is_first
+                AND c.clicked_at > m.first_click_at",
+            None,
+            &[superseded.into()],
+        )
+        .spi();
+    }
     found
 }
 

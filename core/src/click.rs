@@ -192,24 +192,32 @@ mod tests {
 }
 
 /// Splits a batch of hits, in time order, into waves that can each be logged by one statement
-/// with the same result as logging the hits one at a time. `keys` are each hit's client address
-/// and message. A hit goes into the wave after the last wave that holds an earlier hit from the
-/// same address or on the same message, because those earlier hits are part of its classifier
-/// context (burst and preview signals) and of its first-click claim; hits with nothing in common
-/// share the first wave, so a batch of unrelated clicks is still one statement.
+/// with the same result as logging the hits one at a time. `keys` are each hit's client address,
+/// message and time (µs). A hit goes into the wave after the last wave that holds an earlier hit
+/// on the same message, or from the same address at most `ip_window` µs earlier, because those
+/// hits are part of its classifier context (the preview and burst signals; the address signal
+/// looks back `ip_window` only) and of its first-click claim. Hits with nothing in common share
+/// the first wave, so a batch of unrelated clicks is still one statement.
 pub fn waves<A: Eq + std::hash::Hash + Clone, M: Eq + std::hash::Hash + Copy>(
-    keys: &[(Option<A>, M)],
+    keys: &[(Option<A>, M, i64)],
+    ip_window: i64,
 ) -> Vec<usize> {
     use std::collections::HashMap;
-    let mut by_ip: HashMap<A, usize> = HashMap::new();
+    // Per address, its latest hit (time, wave): in time order, the latest hit within the window
+    // has the highest wave of all the address's hits within it.
+    let mut by_ip: HashMap<A, (i64, usize)> = HashMap::new();
     let mut by_message: HashMap<M, usize> = HashMap::new();
     keys.iter()
-        .map(|(ip, message)| {
-            let after_ip = ip.as_ref().and_then(|a| by_ip.get(a).copied());
+        .map(|(ip, message, at)| {
+            let after_ip = ip
+                .as_ref()
+                .and_then(|a| by_ip.get(a))
+                .filter(|(t, _)| at.saturating_sub(*t) <= ip_window)
+                .map(|&(_, w)| w);
             let after_message = by_message.get(message).copied();
             let wave = after_ip.max(after_message).map_or(0, |w| w + 1);
             if let Some(a) = ip {
-                by_ip.insert(a.clone(), wave);
+                by_ip.insert(a.clone(), (*at, wave));
             }
             by_message.insert(*message, wave);
             wave
@@ -224,34 +232,43 @@ mod wave_tests {
     #[test]
     fn unrelated_hits_share_one_wave_and_related_ones_follow() {
         let keys = [
-            (Some("10.0.0.1"), 1),
-            (Some("10.0.0.2"), 2),
-            (Some("10.0.0.1"), 3), // same address as the first
-            (Some("10.0.0.3"), 2), // same message as the second
-            (None, 4),
-            (None, 4),             // same message, no address
-            (Some("10.0.0.1"), 5), // after the third
+            (Some("10.0.0.1"), 1, 0),
+            (Some("10.0.0.2"), 2, 1),
+            (Some("10.0.0.1"), 3, 2), // same address as the first
+            (Some("10.0.0.3"), 2, 3), // same message as the second
+            (None, 4, 4),
+            (None, 4, 5),              // same message, no address
+            (Some("10.0.0.1"), 5, 6),  // after the third
+            (Some("10.0.0.1"), 6, 20), // same address, but beyond the window of 10
         ];
-        assert_eq!(waves(&keys), vec![0, 0, 1, 1, 0, 1, 2]);
+        assert_eq!(waves(&keys, 10), vec![0, 0, 1, 1, 0, 1, 2, 0]);
     }
 
     #[test]
-    fn within_a_wave_no_two_hits_share_an_address_or_a_message() {
-        // A deterministic pseudo-random batch with many repeats.
-        let keys: Vec<(Option<u32>, u32)> = (0u32..2000)
+    fn within_a_wave_no_two_hits_share_a_message_or_an_address_within_the_window() {
+        // A deterministic pseudo-random batch with many repeats, in time order.
+        let keys: Vec<(Option<u32>, u32, i64)> = (0u32..2000)
             .map(|i| {
                 let h = i.wrapping_mul(2_654_435_761);
-                ((h % 7 != 0).then_some(h % 97), (h >> 8) % 301)
+                (
+                    (h % 7 != 0).then_some(h % 97),
+                    (h >> 8) % 301,
+                    i64::from(i) * 3,
+                )
             })
             .collect();
-        let w = waves(&keys);
+        let window = 40;
+        let w = waves(&keys, window);
         for (i, a) in keys.iter().enumerate() {
             for (j, b) in keys.iter().enumerate().skip(i + 1) {
-                let related = a.1 == b.1 || (a.0.is_some() && a.0 == b.0);
+                let related = a.1 == b.1 || (a.0.is_some() && a.0 == b.0 && b.2 - a.2 <= window);
                 if related {
                     assert!(w[j] > w[i], "hit {j} must come after related hit {i}");
                 }
             }
         }
+        // The window saves statements: without it the same batch needs more waves.
+        let unbounded = waves(&keys, i64::MAX);
+        assert!(w.iter().max() < unbounded.iter().max());
     }
 }
