@@ -14,7 +14,14 @@
 #       the smaller of the two rates. Then (g) paced at half its peak, for its p99.
 # Rounds alternate (b, a, c, d, f, g) and the median round is reported. Every run is bounded by
 # BENCH_SECONDS. Knobs: BENCH_CLIENTS (32), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_POOL
-# (proxy pool size, 2), BENCH_OUT (target/bench-redirect).
+# (proxy pool size, 2), BENCH_OUT (target/bench-redirect), BENCH_LAYOUT (split or shared).
+#
+# Layout. An edge proxy runs far from the database, and a load test's clients are not on the
+# database server either. BENCH_LAYOUT=split (the default on a machine with 2 or more CPUs)
+# plays two machines on one: PostgreSQL (postmaster and every backend) runs on the first half
+# of the CPUs, and everything else (wrk, pgbench, the proxies, nginx) on the second half, for
+# every configuration alike. BENCH_LAYOUT=shared lets the scheduler put anything anywhere, so
+# that the database's work and the HTTP side's take CPU from each other.
 source "$(dirname "$0")/common.sh"
 ensure_packages wrk nginx
 ensure_cargo_pgrx
@@ -29,12 +36,30 @@ BASE_PORT=18192
 EDGE_PORT=18193
 DB=smslink_bench_http
 
+NCPU=$(nproc)
+LAYOUT="${BENCH_LAYOUT:-$([ "$NCPU" -ge 2 ] && echo split || echo shared)}"
+case "$LAYOUT" in
+  split)
+    [ "$NCPU" -ge 2 ] || die "BENCH_LAYOUT=split needs 2 or more CPUs"
+    DB_CPUS="0-$((NCPU / 2 - 1))"; LOAD_CPUS="$((NCPU / 2))-$((NCPU - 1))" ;;
+  shared) DB_CPUS="0-$((NCPU - 1))"; LOAD_CPUS="$DB_CPUS" ;;
+  *) die "BENCH_LAYOUT is split or shared, not $LAYOUT" ;;
+esac
+# on_load CMD...: runs CMD on the load side's CPUs.
+on_load() { taskset -c "$LOAD_CPUS" "$@"; }
+
 install_extension release
 log "building smslink-proxy (release)"
 cargo build -q --release -p smslink-proxy
 rm -rf "$OUT"; mkdir -p "$OUT/nginx-tmp"
 [ "$(id -u)" = 0 ] && chmod 777 "$OUT"
 cluster_start
+# The postmaster and its running processes move to the database's CPUs; backends forked later
+# inherit them.
+for p in $(pgrep -u postgres -f "$PGDATA" ; pgrep -u postgres -P "$(head -n1 "$PGDATA/postmaster.pid")"); do
+  taskset -a -p -c "$DB_CPUS" "$p" >/dev/null 2>&1 || true
+done
+log "layout: $LAYOUT (database on CPUs $DB_CPUS, load and proxies on CPUs $LOAD_CPUS)"
 PIDS=()
 cleanup() {
   local p
@@ -56,21 +81,21 @@ psql_q -d "$DB" -At -c "SELECT token FROM bench.forged ORDER BY i" > "$OUT/forge
 read -r LO HI < <(psql_q -d "$DB" -At -F ' ' -c "SELECT min(id), max(id) FROM smslink.link")
 
 SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector dbname=$DB" RUST_LOG=warn \
-  "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$PROXY_PORT" --pool-size "$POOL" \
+  on_load "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$PROXY_PORT" --pool-size "$POOL" \
   --trusted-proxies 127.0.0.1/32 \
   >"$OUT/proxy.log" 2>&1 & PIDS+=($!)
 # (f): the same proxy whose sessions classify from the request alone (no database context).
 SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector_base dbname=$DB" RUST_LOG=warn \
-  "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$BASE_PORT" --pool-size "$POOL" \
+  on_load "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$BASE_PORT" --pool-size "$POOL" \
   --trusted-proxies 127.0.0.1/32 \
   >"$OUT/proxy-base.log" 2>&1 & PIDS+=($!)
 # (g): the edge path, its spool on this machine's disk.
 SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector dbname=$DB" RUST_LOG=warn \
-  "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$EDGE_PORT" --pool-size "$POOL" \
+  on_load "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$EDGE_PORT" --pool-size "$POOL" \
   --trusted-proxies 127.0.0.1/32 --spool-dir "$OUT/spool" \
   >"$OUT/proxy-edge.log" 2>&1 & PIDS+=($!)
 sed -e "s#@DIR@#$OUT#g" -e "s#@PORT@#$NGINX_PORT#g" bench/redirect/nginx.conf.in > "$OUT/nginx.conf"
-nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" >"$OUT/nginx.log" 2>&1 & PIDS+=($!)
+on_load nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" >"$OUT/nginx.log" 2>&1 & PIDS+=($!)
 for url in "http://127.0.0.1:$PROXY_PORT/healthz" "http://127.0.0.1:$BASE_PORT/healthz" "http://127.0.0.1:$EDGE_PORT/healthz" "http://127.0.0.1:$NGINX_PORT/"; do
   ok=""
   for _ in $(seq 1 50); do
@@ -87,13 +112,13 @@ done
 # wrk_run NAME PORT TOKENS [DELAY_MS]: prints "rps p50 p99 requests status_errors socket_errors".
 wrk_run() {
   BENCH_TOKENS="$3" BENCH_DELAY_MS="${4:-0}" timeout $((SECS + 30)) \
-    wrk -t 2 -c "$CLIENTS" -d "${SECS}s" -s bench/redirect/wrk.lua "http://127.0.0.1:$2" \
+    taskset -c "$LOAD_CPUS" wrk -t 2 -c "$CLIENTS" -d "${SECS}s" -s bench/redirect/wrk.lua "http://127.0.0.1:$2" \
     > "$OUT/$1.txt" 2>&1 || { cat "$OUT/$1.txt" >&2; die "wrk $1 failed"; }
   sed -n 's/^RESULT requests=\([0-9]*\) rps=\([0-9.]*\) p50_ms=\([0-9.]*\) p99_ms=\([0-9.]*\) max_ms=[0-9.]* status_errors=\([0-9]*\) socket_errors=\([0-9]*\)$/\2 \3 \4 \1 \5 \6/p' "$OUT/$1.txt"
 }
 
 pgbench_run() {
-  "$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -D lo="$LO" -D hi="$HI" \
+  on_load "$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" -D lo="$LO" -D hi="$HI" \
     -l --log-prefix="$OUT/$1" -f bench/redirect/baseline.pgbench "$DB" > "$OUT/$1.txt" 2>&1 \
     || { cat "$OUT/$1.txt" >&2; die "pgbench failed"; }
   local tps n
@@ -159,13 +184,13 @@ read -r A_RPS _ <<< "${M[a]}"
 # (e) half of (a)'s peak: a short calibration run measures the per-request time at the paced
 # rate, then each connection waits so that all together send half the peak rate.
 HALF=$(awk -v a="$A_RPS" 'BEGIN { printf "%.0f", a / 2 }')
-DELAY=$(awk -v c="$CLIENTS" -v h="$HALF" 'BEGIN { d = c * 1000 / h; printf "%d", (d < 1 ? 1 : d) }')
+DELAY=$(awk -v c="$CLIENTS" -v h="$HALF" 'BEGIN { d = c * 1000 / h; printf "%.3f", (d < 1 ? 1 : d) }')
 log "half rate: target $HALF clicks/s"
 SAVED=$SECS; SECS=3
 read -r cal_rps _ <<< "$(wrk_run e-calibrate "$PROXY_PORT" "$OUT/tokens.txt" "$DELAY")"
 SECS=$SAVED
 DELAY=$(awk -v c="$CLIENTS" -v h="$HALF" -v r="$cal_rps" -v d="$DELAY" 'BEGIN {
-  per = c * 1000 / r - d; x = c * 1000 / h - per; printf "%d", (x < 1 ? 1 : x) }')
+  per = c * 1000 / r - d; x = c * 1000 / h - per; printf "%.3f", (x < 1 ? 1 : x) }')
 M[e]=$(wrk_run e "$PROXY_PORT" "$OUT/tokens.txt" "$DELAY")
 
 # (h) = (g) paced at half of (g)'s sustained rate (the smaller of its HTTP and shipping rates).
@@ -173,16 +198,16 @@ read -r G_RPS _ _ _ _ _ G_SHIP _ <<< "${M[g]}"
 G_SUST=$(awk -v a="$G_RPS" -v b="$G_SHIP" 'BEGIN { print (a < b ? a : b) }')
 G_HALF=$(awk -v a="$G_SUST" 'BEGIN { printf "%.0f", a / 2 }')
 log "edge half rate: target $G_HALF clicks/s"
-DELAY=$(awk -v c="$CLIENTS" -v h="$G_HALF" 'BEGIN { d = c * 1000 / h; printf "%d", (d < 1 ? 1 : d) }')
+DELAY=$(awk -v c="$CLIENTS" -v h="$G_HALF" 'BEGIN { d = c * 1000 / h; printf "%.3f", (d < 1 ? 1 : d) }')
 SAVED=$SECS; SECS=3
 read -r cal_rps _ <<< "$(edge_run h-calibrate "$DELAY")"
 SECS=$SAVED
 DELAY=$(awk -v c="$CLIENTS" -v h="$G_HALF" -v r="$cal_rps" -v d="$DELAY" 'BEGIN {
-  per = c * 1000 / r - d; x = c * 1000 / h - per; printf "%d", (x < 1 ? 1 : x) }')
+  per = c * 1000 / r - d; x = c * 1000 / h - per; printf "%.3f", (x < 1 ? 1 : x) }')
 M[h]=$(edge_run h "$DELAY")
 
 {
-  printf '%s\n' "make bench-redirect: $CLIENTS clients, ${SECS}s per run, median of $ROUNDS rounds, proxy pool $POOL"
+  printf '%s\n' "make bench-redirect: $CLIENTS clients, ${SECS}s per run, median of $ROUNDS rounds, proxy pool $POOL, layout $LAYOUT (database on CPUs $DB_CPUS, load on $LOAD_CPUS)"
   printf '%-46s %10s %9s %9s %10s\n' "configuration" "req/s" "p50 ms" "p99 ms" "requests"
   declare -A names=([a]="(a) proxy + track_click" [b]="(b) pgbench lookup + insert (ceiling)" \
          [c]="(c) nginx return 302 (HTTP ceiling)" [d]="(d) proxy, forged tokens" \

@@ -84,7 +84,7 @@ fn click_sql(context: bool) -> String {
      WHERE i.dup_id IS NULL
 ), judged AS (
     {judged}
-), verdict AS (
+), verdict AS MATERIALIZED ( -- classify once per row (inlined, each use of v would call it again)
     SELECT j.*, smslink.classify_hit(j.method, j.user_agent, j.headers, j.referrer,
                                      j.judged_seconds, j.range_label, j.range_class,
                                      j.ip_messages, j.message_ips, j.previewed) AS v

@@ -1,7 +1,7 @@
 -- wrk script for `make bench-redirect`: every request is GET /c/{token} with a token drawn at
 -- random from the file named by BENCH_TOKENS, the Host of the bench domain, a phone's
--- User-Agent and a random client address. BENCH_DELAY_MS > 0 paces each connection (the
--- half-rate latency run).
+-- User-Agent and a random client address. BENCH_DELAY_MS > 0 (fractional allowed) paces
+-- each connection (the half-rate latency run).
 -- done() prints one machine-readable RESULT line for scripts/bench-redirect.sh.
 
 local tokens = {}
@@ -37,9 +37,14 @@ function request()
   return wrk.format("GET", "/c/" .. tokens[math.random(#tokens)], headers)
 end
 
+-- wrk waits whole milliseconds: a fractional pace is met on average by waiting the next whole
+-- number of milliseconds with the fraction's probability.
 if pace > 0 then
+  local whole = math.floor(pace)
+  local frac = pace - whole
   function delay()
-    return pace
+    if math.random() < frac then return whole + 1 end
+    return whole
   end
 end
 

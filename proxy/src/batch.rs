@@ -82,6 +82,10 @@ fn caused_by_data(code: Option<&SqlState>) -> bool {
     code.is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
 }
 
+/// How many times the batcher lets other tasks run before gathering a batch while another
+/// batch is in flight.
+const GATHER_YIELDS: usize = 8;
+
 /// Takes clicks from the queue and sends them to the database in batches of at most
 /// `max_batch`, one batch per free pooled connection.
 pub async fn run(
@@ -106,6 +110,19 @@ pub async fn run(
                 continue;
             }
         };
+        // While other batches are in flight, the taps that their answers release arrive over
+        // the next moments: letting the request tasks run a few times before gathering makes one
+        // batch of them instead of a batch of one followed by a batch of the rest (the
+        // connection is ours meanwhile, so no click waits for a connection because of it).
+        let status = pool.status();
+        if status.size > status.available + 1 {
+            for _ in 0..GATHER_YIELDS {
+                if queue.len() + 1 >= max_batch {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
         // Waiting for the connection may have taken long enough for the first click's client to
         // give up; the connection goes back to the pool if nothing is left to send.
         let batch = gather(first, &mut queue, max_batch);
