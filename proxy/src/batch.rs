@@ -19,7 +19,9 @@
 //! other failure (a timeout, a lost connection, a server shutting down) would only fail again,
 //! once per click, each time after a long wait: those fail the whole batch at once.
 
+use crate::spool::Record;
 use deadpool_postgres::{Object, Pool};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
@@ -29,18 +31,10 @@ const TRACK: &str = "SELECT ord, status, location FROM smslink.track_clicks($1, 
 /// What the database answered: the status and, for a redirect, the location.
 pub type Answer = Result<(i32, Option<String>), String>;
 
-/// One click request on its way to the database.
+/// One click request on its way to the database: the request as the edge path would spool it
+/// (the database path sends the same fields, and ignores the click id), and who waits for it.
 pub struct Click {
-    pub token: String,
-    pub host: Option<String>,
-    pub method: String,
-    pub user_agent: Option<String>,
-    pub ip: String,
-    pub referrer: Option<String>,
-    /// A JSON object of the headers the classifier reads.
-    pub headers: String,
-    /// The proxy's id for the request: logged once, whichever path logs it.
-    pub request_id: uuid::Uuid,
+    pub record: Arc<Record>,
     pub reply: oneshot::Sender<Answer>,
 }
 
@@ -194,14 +188,17 @@ fn reply(batch: Vec<Click>, answers: Vec<Answer>) {
 /// One `track_clicks` call; the answers are in the batch's order.
 async fn call(client: &Object, batch: &[Click]) -> Result<Vec<Answer>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(TRACK).await?;
-    let tokens: Vec<&str> = batch.iter().map(|c| c.token.as_str()).collect();
-    let hosts: Vec<Option<&str>> = batch.iter().map(|c| c.host.as_deref()).collect();
-    let methods: Vec<&str> = batch.iter().map(|c| c.method.as_str()).collect();
-    let agents: Vec<Option<&str>> = batch.iter().map(|c| c.user_agent.as_deref()).collect();
-    let ips: Vec<&str> = batch.iter().map(|c| c.ip.as_str()).collect();
-    let referrers: Vec<Option<&str>> = batch.iter().map(|c| c.referrer.as_deref()).collect();
-    let headers: Vec<&str> = batch.iter().map(|c| c.headers.as_str()).collect();
-    let request_ids: Vec<uuid::Uuid> = batch.iter().map(|c| c.request_id).collect();
+    let tokens: Vec<&str> = batch.iter().map(|c| c.record.token.as_str()).collect();
+    let hosts: Vec<Option<&str>> = batch.iter().map(|c| c.record.host.as_deref()).collect();
+    let methods: Vec<&str> = batch.iter().map(|c| c.record.method.as_str()).collect();
+    let agents: Vec<Option<&str>> = batch
+        .iter()
+        .map(|c| c.record.user_agent.as_deref())
+        .collect();
+    let ips: Vec<&str> = batch.iter().map(|c| c.record.ip.as_str()).collect();
+    let referrers: Vec<Option<&str>> = batch.iter().map(|c| c.record.referrer.as_deref()).collect();
+    let headers: Vec<&str> = batch.iter().map(|c| c.record.headers.as_str()).collect();
+    let request_ids: Vec<uuid::Uuid> = batch.iter().map(|c| c.record.id).collect();
     let rows = client
         .query(
             &stmt,
@@ -240,14 +237,18 @@ mod tests {
     fn click(token: &str) -> (Click, oneshot::Receiver<Answer>) {
         let (reply, answer) = oneshot::channel();
         let click = Click {
-            token: token.to_string(),
-            host: None,
-            method: "GET".into(),
-            user_agent: None,
-            ip: "127.0.0.1".into(),
-            referrer: None,
-            headers: "{}".into(),
-            request_id: uuid::Uuid::new_v4(),
+            record: Arc::new(Record {
+                id: uuid::Uuid::new_v4(),
+                click_id: None,
+                at: 0,
+                token: token.to_string(),
+                host: None,
+                method: "GET".into(),
+                user_agent: None,
+                ip: "127.0.0.1".into(),
+                referrer: None,
+                headers: "{}".into(),
+            }),
             reply,
         };
         (click, answer)
@@ -269,7 +270,7 @@ mod tests {
             tx.try_send(c).expect("room in the queue");
         }
         let batch = gather(first, &mut rx, 64);
-        let tokens: Vec<&str> = batch.iter().map(|c| c.token.as_str()).collect();
+        let tokens: Vec<&str> = batch.iter().map(|c| c.record.token.as_str()).collect();
         assert_eq!(tokens, ["a", "b", "d"]);
         drop(kept);
     }
@@ -286,10 +287,16 @@ mod tests {
             tx.try_send(c).expect("room in the queue");
         }
         let batch = gather(first, &mut rx, 2);
-        let tokens: Vec<&str> = batch.iter().map(|c| c.token.as_str()).collect();
+        let tokens: Vec<&str> = batch.iter().map(|c| c.record.token.as_str()).collect();
         assert_eq!(tokens, ["b", "c"]);
         // The rest stays queued for the next batch.
-        assert_eq!(rx.try_recv().map(|c| c.token).ok().as_deref(), Some("d"));
+        assert_eq!(
+            rx.try_recv()
+                .map(|c| c.record.token.clone())
+                .ok()
+                .as_deref(),
+            Some("d")
+        );
     }
 
     #[test]

@@ -109,8 +109,17 @@ impl Edge {
         self.oldest.set(age);
     }
 
-    /// Answers a tap from the cache, durably, or says it cannot.
-    pub async fn tap(&self, mut record: Record, deadline: Duration) -> Answer {
+    /// Answers a tap from the cache, durably, or says it cannot (the record then carries no
+    /// click id: the database path assigns its own).
+    pub async fn tap(&self, record: &mut Record, deadline: Duration) -> Answer {
+        let answer = self.try_tap(record, deadline).await;
+        if matches!(answer, Answer::Miss) {
+            record.click_id = None;
+        }
+        answer
+    }
+
+    async fn try_tap(&self, record: &mut Record, deadline: Duration) -> Answer {
         let Lookup::Hit(hit) = self
             .cache
             .lookup(&record.token, record.host.as_deref(), record.at)
@@ -126,7 +135,7 @@ impl Edge {
             // assigns one.
             (Some(_), None) => return Answer::Miss,
         };
-        match tokio::time::timeout(deadline, self.spool.append(&record)).await {
+        match tokio::time::timeout(deadline, self.spool.append(record)).await {
             Ok(Ok(())) => Answer::Spooled(location),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "spool append failed; using the database path");
@@ -142,9 +151,9 @@ impl Edge {
     /// A tap the database could not answer in time: redirected to its domain's fallback and
     /// spooled (with no click id: the database assigns one when it logs it). None when the
     /// host has no fallback or the spool cannot take it.
-    pub async fn fallback(&self, record: Record, deadline: Duration) -> Option<String> {
+    pub async fn fallback(&self, record: &Record, deadline: Duration) -> Option<String> {
         let url = self.cache.domain_fallback(record.host.as_deref())?;
-        match tokio::time::timeout(deadline, self.spool.append(&record)).await {
+        match tokio::time::timeout(deadline, self.spool.append(record)).await {
             Ok(Ok(())) => Some(url),
             _ => None,
         }

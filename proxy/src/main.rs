@@ -311,17 +311,10 @@ fn tap_record(
 }
 
 /// Queues one click for the batcher and waits for the database's answer.
-async fn track(app: &App, record: &spool::Record) -> batch::Answer {
+async fn track(app: &App, record: &Arc<spool::Record>) -> batch::Answer {
     let (reply, answer) = oneshot::channel();
     let click = batch::Click {
-        token: record.token.clone(),
-        host: record.host.clone(),
-        method: record.method.clone(),
-        user_agent: record.user_agent.clone(),
-        ip: record.ip.clone(),
-        referrer: record.referrer.clone(),
-        headers: record.headers.clone(),
-        request_id: record.id,
+        record: record.clone(),
         reply,
     };
     app.queue
@@ -361,10 +354,10 @@ async fn redirect(
         return response;
     }
     let ip = client_ip(peer.ip(), &headers, &app.trusted);
-    let record = tap_record(token, &method, &uri, &headers, ip);
+    let mut record = tap_record(token, &method, &uri, &headers, ip);
     // The edge path first: a cached link is answered once the click is on disk.
     if let Some(edge) = &app.edge {
-        if let edge::Answer::Spooled(location) = edge.tap(record.clone(), app.timeout).await {
+        if let edge::Answer::Spooled(location) = edge.tap(&mut record, app.timeout).await {
             let response = redirect_to(location);
             app.metrics.observe("redirect", started, response.status());
             return response;
@@ -376,6 +369,7 @@ async fn redirect(
         Some(_) => app.timeout.mul_f64(0.75),
         None => app.timeout,
     };
+    let record = Arc::new(record);
     let left = budget.saturating_sub(started.elapsed());
     match tokio::time::timeout(left, track(&app, &record)).await {
         Ok(Ok((status, location))) => {
@@ -398,7 +392,7 @@ async fn redirect(
     let response = match &app.edge {
         Some(edge) => {
             let left = app.timeout.saturating_sub(started.elapsed());
-            match edge.fallback(record, left).await {
+            match edge.fallback(&record, left).await {
                 Some(url) => redirect_to(Some(url)),
                 None => unavailable(),
             }
