@@ -6,12 +6,15 @@
 //! made durable by the next one, so the disk pays one flush per group, not per tap.
 //!
 //! Segments are files `spool-{seq}.jsonl`, one JSON record per line, written in order and rotated
-//! by size. Each segment is zero-filled to its full size (and made durable) by a helper thread
-//! before the writer needs it, as PostgreSQL does with WAL segments: writing into blocks that
+//! by size. Each segment is zero-filled to its full size (and made durable) ahead of use, the
+//! first when the spool opens and each next one by a helper thread (`prepared.tmp`, renamed into
+//! place; the writer never waits for it, and takes a plain new file when it is not ready), as
+//! PostgreSQL does with WAL segments: writing into blocks that
 //! already exist changes no file size or extent, so each grouped fsync flushes the data alone
 //! instead of the data and the inode (about a third of the flush's cost on this machine's disk,
 //! BENCHMARKS.md). The zeros after the last record hold no newline, so they read as an
 //! unterminated tail and are skipped like a torn line.
+//!
 //! The shipper (`ship`) reads them in order up to the durable length the writer publishes, sends
 //! the records to the database in bulk, and deletes a segment only once every record in it is
 //! committed. After a crash, the segments left on disk are shipped again: the database ignores a
@@ -110,9 +113,10 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Where a segment is prepared before it becomes `spool-{seq}.jsonl` (never read as a segment).
-fn prepared_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("prepared-{seq:020}.tmp"))
+/// Where the next segment is prepared before it becomes `spool-{seq}.jsonl` (one at a time;
+/// never read as a segment).
+fn prepared_path(dir: &Path) -> PathBuf {
+    dir.join("prepared.tmp")
 }
 
 /// Bytes zero-filled and flushed at a time when a segment is prepared.
@@ -139,20 +143,24 @@ fn prepare_segment(path: &Path) -> std::io::Result<File> {
     Ok(f)
 }
 
-/// A segment being prepared by a helper thread.
-struct Prepared {
-    seq: u64,
-    job: std::thread::JoinHandle<std::io::Result<File>>,
+/// Moves the prepared file into place as segment `seq`, durably.
+fn install(dir: &Path, seq: u64, file: File) -> std::io::Result<File> {
+    std::fs::rename(prepared_path(dir), segment_path(dir, seq))?;
+    sync_dir(dir)?;
+    Ok(file)
 }
 
+/// The next segment, being zero-filled by a helper thread.
+struct Prepared(std::thread::JoinHandle<std::io::Result<File>>);
+
 impl Prepared {
-    fn start(dir: &Path, seq: u64) -> Option<Prepared> {
-        let path = prepared_path(dir, seq);
+    fn start(dir: &Path) -> Option<Prepared> {
+        let path = prepared_path(dir);
         std::thread::Builder::new()
             .name("spool-prepare".into())
             .spawn(move || prepare_segment(&path))
             .ok()
-            .map(|job| Prepared { seq, job })
+            .map(Prepared)
     }
 }
 
@@ -180,17 +188,6 @@ impl Spool {
             .filter_map(|e| e.file_name().to_str().and_then(segment_seq))
             .collect();
         recovered.sort_unstable();
-        // Segments prepared by an earlier process and never used hold no record.
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.filter_map(|e| e.ok()) {
-                if e.file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with("prepared-"))
-                {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
         let counters = Arc::new(Counters::default());
         let mut pending = 0i64;
         let mut oldest = 0i64;
@@ -209,6 +206,12 @@ impl Spool {
         counters.pending.store(pending, Ordering::Relaxed);
         counters.oldest_at.store(oldest, Ordering::Relaxed);
         let first = recovered.last().map_or(1, |s| s + 1);
+        // The first segment is prepared now (a file an earlier process was preparing holds no
+        // record and is overwritten); the writer prepares each next one in the background.
+        let file = prepare_segment(&prepared_path(dir))
+            .and_then(|f| install(dir, first, f))
+            .map_err(|e| tracing::warn!(error = %e, "could not prepare a spool segment"))
+            .ok();
         let durable = Arc::new(Mutex::new(Durable {
             segment: first,
             bytes: 0,
@@ -218,9 +221,9 @@ impl Spool {
         let writer = Writer {
             dir: dir.to_path_buf(),
             seq: first,
-            file: None,
+            file,
             bytes: 0,
-            prepared: Prepared::start(dir, first),
+            prepared: Prepared::start(dir),
             durable: durable.clone(),
             wake: wake.clone(),
             counters: counters.clone(),
@@ -339,43 +342,40 @@ impl Writer {
         self.bytes += buf.len() as u64;
         Ok(())
     }
-}
 
-impl Writer {
-    /// Opens segment `seq`: the prepared one when it is ready (renamed into place), else a new
-    /// empty file; then starts preparing the next.
+    /// Opens segment `seq`: the prepared file when it is ready, else (never waiting for it) a new
+    /// empty one; the preparation in progress, or a new one, serves the next segment.
     fn open_segment(&mut self) -> Result<File, String> {
-        let path = segment_path(&self.dir, self.seq);
         let ready = match self.prepared.take() {
-            Some(p) if p.seq == self.seq => match p.job.join() {
-                Ok(Ok(f)) => std::fs::rename(prepared_path(&self.dir, self.seq), &path)
-                    .map(|()| f)
-                    .ok(),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "could not prepare a spool segment; writing a new file");
-                    None
-                }
-                Err(_) => None,
-            },
-            Some(p) => {
-                // Prepared for another number (a failed write skipped one): not used.
-                let _ = p.job.join();
-                let _ = std::fs::remove_file(prepared_path(&self.dir, p.seq));
+            Some(Prepared(job)) if job.is_finished() => job
+                .join()
+                .map_err(|_| std::io::Error::other("the preparing thread panicked"))
+                .and_then(|r| r)
+                .and_then(|f| install(&self.dir, self.seq, f))
+                .map_err(|e| tracing::warn!(error = %e, "could not prepare a spool segment; writing a new file"))
+                .ok(),
+            running => {
+                self.prepared = running;
                 None
             }
-            None => None,
         };
         let f = match ready {
             Some(f) => f,
-            None => OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
+            None => {
+                let path = segment_path(&self.dir, self.seq);
+                let f = OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                // The new file's directory entry must survive a crash too.
+                sync_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+                f
+            }
         };
-        // The new file's directory entry must survive a crash too.
-        sync_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        self.prepared = Prepared::start(&self.dir, self.seq + 1);
+        if self.prepared.is_none() {
+            self.prepared = Prepared::start(&self.dir);
+        }
         Ok(f)
     }
 }
@@ -448,7 +448,7 @@ mod tests {
         f.write_all_at(b"{\"id\":\"torn", end as u64).expect("torn");
         drop(f);
         // The next segment was being prepared (created at once, filled in the background).
-        assert!(prepared_path(&dir, 2).exists());
+        assert!(prepared_path(&dir).exists());
         // The lock is released with the file; reopen like a restarted proxy would.
         let spool = loop {
             match Spool::open(&dir) {
