@@ -19,7 +19,8 @@ hygiene() {
   cargo fmt --all -- --check && cargo clippy --workspace --all-targets -q -- -D warnings
 }
 
-core_tests() { cargo test -q -p smslink-core --release; }
+# The pure crate, and the proxy's own unit tests (spool, cache, shipper, HTTP edge cases).
+core_tests() { cargo test -q -p smslink-core --release && cargo test -q -p smslink-proxy; }
 
 pg_tests() {
   # The test server runs as postgres, which must own its data directory's parent. As an

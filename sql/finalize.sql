@@ -4,8 +4,8 @@ REVOKE EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, tex
 GRANT EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) TO smslink_proxy;
 REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) TO smslink_proxy;
-REVOKE EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) TO smslink_proxy;
+REVOKE EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[]) TO smslink_proxy;
 -- Postback secrets: only the owner rotates them or signs with them; the proxy records signed
 -- postbacks and nothing else.
 REVOKE EXECUTE ON FUNCTION smslink.rotate_postback_secret(bigint) FROM PUBLIC;
@@ -20,7 +20,7 @@ ALTER FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, ti
     SET enable_seqscan = off SET enable_bitmapscan = off;
 ALTER FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[])
     SET enable_seqscan = off SET enable_bitmapscan = off;
-ALTER FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[])
+ALTER FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[])
     SET enable_seqscan = off SET enable_bitmapscan = off;
 -- Attribution is thousands of small index lookups; compiling its plans with JIT costs more than
 -- it could ever save (50-70 ms per call on the benchmark history, BENCHMARKS.md).

@@ -290,7 +290,9 @@ CREATE  FUNCTION "ingest_clicks"(
 	"user_agents" TEXT[], /* Texts < '_ > */
 	"ips" TEXT[], /* Texts < '_ > */
 	"referrers" TEXT[], /* Texts < '_ > */
-	"headers" jsonb[] /* :: std :: option :: Option < Array < '_, JsonB > > */
+	"headers" jsonb[], /* :: std :: option :: Option < Array < '_, JsonB > > */
+	"link_ids" bigint[] DEFAULT NULL, /* :: std :: option :: Option < Array < '_, i64 > > */
+	"message_ids" bigint[] DEFAULT NULL /* :: std :: option :: Option < Array < '_, i64 > > */
 ) RETURNS TABLE (
 	"ord" INT,  /* i32 */
 	"status" INT,  /* i32 */
@@ -304,13 +306,13 @@ AS 'MODULE_PATHNAME', 'ingest_clicks_wrapper';
 
 REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) TO smslink_proxy;
-REVOKE EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) TO smslink_proxy;
+REVOKE EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[]) TO smslink_proxy;
 ALTER FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[])
     SET enable_seqscan = off SET enable_bitmapscan = off;
-ALTER FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[])
+ALTER FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[])
     SET enable_seqscan = off SET enable_bitmapscan = off;
 COMMENT ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) IS
     'The click hot path for a batch of clicks in one statement and one transaction; a request id logged before is answered 409.';
-COMMENT ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[]) IS
+COMMENT ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[]) IS
     'The edge path: logs clicks an edge proxy answered from its cache and spooled, with their original times, request ids and click ids, exactly as the database path would have; replays are ignored.';

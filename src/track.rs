@@ -39,7 +39,10 @@ use std::cell::OnceCell;
 /// request time (`ats`, the tap's time: the transaction's on the database path, the original
 /// request's on the edge path), an optional request id (a replayed request id is answered
 /// `duplicate` and logged nothing) and an optional click id assigned by the proxy. `$1` and `$15`
-/// bound the batch's times, so that partitions are pruned when the statement starts.
+/// bound the batch's times, so that partitions are pruned when the statement starts. A link id
+/// the caller resolved itself (an edge proxy, from its cache) comes with the token (`$16`), which
+/// must be the link's, and may come with the link's message (`$17`), which must be its own: a
+/// mismatch is an unknown link.
 fn click_sql(context: bool) -> String {
     let judged = if context {
         format!(
@@ -55,9 +58,10 @@ fn click_sql(context: bool) -> String {
     let sql = format!(
         "WITH raw AS (
     SELECT * FROM unnest($2::int8[], $3::text[], $4::text[], $5::inet[], $6::text[], $7::text[],
-                         $8::jsonb[], $9::text[], $12::timestamptz[], $13::uuid[], $14::int8[])
+                         $8::jsonb[], $9::text[], $12::timestamptz[], $13::uuid[], $14::int8[],
+                         $16::text[], $17::int8[])
            WITH ORDINALITY AS i(link_id, host, method, ip, user_agent, referrer, headers, device,
-                                at, request_id, preset_id, ord)
+                                at, request_id, preset_id, token, claimed_message, ord)
 ), input AS (
     SELECT r.*, CASE WHEN r.request_id IS NOT NULL THEN
                      -- Within an hour either way: the same request logged by the database path
@@ -77,15 +81,23 @@ fn click_sql(context: bool) -> String {
                 ELSE l.destination END AS location,
            extract(epoch FROM i.at - m.delivered_at)::float8 AS seconds, c.click_param
       FROM input i
-      JOIN smslink.link l ON l.id = i.link_id
+      JOIN smslink.link l ON l.id = i.link_id AND (i.token IS NULL OR l.token = i.token)
+                         AND (i.claimed_message IS NULL OR l.message_id = i.claimed_message)
       JOIN smslink.domain d ON d.id = l.domain_id AND d.host = i.host
       JOIN smslink.message m ON m.id = l.message_id
       JOIN smslink.campaign c ON c.id = m.campaign_id
      WHERE i.dup_id IS NULL
 ), judged AS (
     {judged}
-), verdict AS MATERIALIZED ( -- classify once per row (inlined, each use of v would call it again)
-    SELECT j.*, smslink.classify_hit(j.method, j.user_agent, j.headers, j.referrer,
+), verdict AS MATERIALIZED (
+    -- Classify once per row: inlined, each use of v would call it again. And no context column
+    -- besides the classifier's arguments: judged is inlined here, and each column that reads a
+    -- context subquery (ip_messages) would run that subquery once more per row.
+    SELECT j.ord, j.preset_id, j.at, j.request_id, j.link_id, j.link_kind, j.brand_id,
+           j.message_id, j.campaign_id, j.variant_id, j.subscriber_id, j.method, j.ip,
+           j.user_agent, j.referrer, j.headers, j.device, j.expired, j.location, j.seconds,
+           j.click_param,
+           smslink.classify_hit(j.method, j.user_agent, j.headers, j.referrer,
                                      j.judged_seconds, j.range_label, j.range_class,
                                      j.ip_messages, j.message_ips, j.previewed) AS v
       FROM judged j
@@ -228,6 +240,8 @@ fn prepare(c: &SpiClient<'_>) -> Plans {
         oid(UUIDARRAYOID),
         oid(INT8ARRAYOID),
         oid(TIMESTAMPTZOID),
+        oid(TEXTARRAYOID),
+        oid(INT8ARRAYOID),
     ];
     let keep = |context| c.prepare_mut(&click_sql(context), &args).spi().keep();
     Plans {
@@ -292,6 +306,11 @@ struct Hit {
     /// A click id the proxy assigned from a leased block (edge path); None: the next of
     /// `smslink.click_id_seq`.
     click_id: Option<i64>,
+    /// The token, when the caller resolved the link id itself rather than the token being
+    /// decoded here: it must be the link's own.
+    token: Option<String>,
+    /// The link's message as the caller knows it (checked against the link).
+    message_id: Option<i64>,
 }
 
 /// status, location, click_id, class
@@ -352,8 +371,18 @@ fn log_clicks(
     let mut found = 0usize;
     Spi::connect_mut(|c| {
         let wave_of = if candidates > 1 {
-            let ids: Vec<i64> = hits.iter().map(|(_, h)| h.link_id).collect();
-            let messages = messages_of(c, &ids);
+            // The message of each hit: as the caller gave it (checked by the statement), else
+            // looked up.
+            let ids: Vec<i64> = hits
+                .iter()
+                .filter(|(_, h)| h.message_id.is_none())
+                .map(|(_, h)| h.link_id)
+                .collect();
+            let messages = if ids.is_empty() {
+                std::collections::HashMap::new()
+            } else {
+                messages_of(c, &ids)
+            };
             let ips: Vec<Option<String>> = hits
                 .iter()
                 .map(|(_, h)| h.ip.as_ref().map(|a| a.to_string()))
@@ -362,7 +391,10 @@ fn log_clicks(
                 .iter()
                 .zip(&ips)
                 .map(|((_, h), ip)| {
-                    let message = messages.get(&h.link_id).copied().unwrap_or(-h.link_id);
+                    let message = h
+                        .message_id
+                        .or_else(|| messages.get(&h.link_id).copied())
+                        .unwrap_or(-h.link_id);
                     (ip.as_deref(), message, time(h))
                 })
                 .collect();
@@ -427,6 +459,8 @@ fn log_wave(
     let mut ats = Vec::with_capacity(candidates);
     let mut request_ids = Vec::with_capacity(candidates);
     let mut click_ids = Vec::with_capacity(candidates);
+    let mut tokens = Vec::with_capacity(candidates);
+    let mut message_ids = Vec::with_capacity(candidates);
     // A batch repeats the same few User-Agents: each is parsed for its device once.
     let mut device_of: std::collections::HashMap<Option<String>, &'static str> =
         std::collections::HashMap::new();
@@ -445,6 +479,8 @@ fn log_wave(
         ats.push(hit.at);
         request_ids.push(hit.request_id);
         click_ids.push(hit.click_id);
+        tokens.push(hit.token);
+        message_ids.push(hit.message_id);
     }
     let first = ats.iter().flatten().map(|a| a.into_inner()).min();
     let latest = ats.iter().flatten().map(|a| a.into_inner()).max();
@@ -466,6 +502,8 @@ fn log_wave(
         request_ids.into(),
         click_ids.into(),
         bound(first).into(),
+        tokens.into(),
+        message_ids.into(),
     ];
     let context = crate::classify::context_enabled();
     let mut superseded: Vec<i64> = Vec::new();
@@ -565,6 +603,8 @@ fn track_click(
                 at: None,
                 request_id: None,
                 click_id: None,
+                token: None,
+                message_id: None,
             },
         )],
     };
@@ -611,6 +651,10 @@ struct Batch<'a> {
     ats: Option<Array<'a, TimestampWithTimeZone>>,
     request_ids: Option<Array<'a, pgrx::Uuid>>,
     click_ids: Option<Array<'a, i64>>,
+    /// Link ids the caller resolved from the tokens itself (checked against each link's token):
+    /// no token is decoded for these.
+    link_ids: Option<Array<'a, i64>>,
+    message_ids: Option<Array<'a, i64>>,
 }
 
 impl Batch<'_> {
@@ -635,6 +679,8 @@ impl Batch<'_> {
             ("ats", self.ats.as_ref().map(Array::len)),
             ("request_ids", self.request_ids.as_ref().map(Array::len)),
             ("click_ids", self.click_ids.as_ref().map(Array::len)),
+            ("link_ids", self.link_ids.as_ref().map(Array::len)),
+            ("message_ids", self.message_ids.as_ref().map(Array::len)),
         ];
         for (name, len) in lengths {
             if let Some(len) = len.filter(|&l| l != n) {
@@ -653,11 +699,20 @@ impl Batch<'_> {
         let n = self.tokens.len();
         // Decode first: the other arrays are only read at the positions of tokens that decoded,
         // so a batch of forged tokens never unpacks a header or parses a JSON document.
-        let decoded: Vec<(usize, i64)> = self
+        // A link id the caller resolved is taken as is (with its token, which the statement
+        // checks against the link's): decrypting a token costs more than comparing it.
+        let mut given = Column::new(self.link_ids.as_ref());
+        let decoded: Vec<(usize, i64, Option<&str>)> = self
             .tokens
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| t.and_then(keys::decode).map(|id| (i, id)))
+            .filter_map(|(i, t)| {
+                let t = t?;
+                match given.at(i) {
+                    Some(id) => Some((i, id, Some(t))),
+                    None => keys::decode(t).map(|id| (i, id, None)),
+                }
+            })
             .collect();
         let invalid = n - decoded.len();
         let mut hosts = Column::new(self.hosts.as_ref());
@@ -669,9 +724,10 @@ impl Batch<'_> {
         let mut ats = Column::new(self.ats.as_ref());
         let mut request_ids = Column::new(self.request_ids.as_ref());
         let mut click_ids = Column::new(self.click_ids.as_ref());
+        let mut message_ids = Column::new(self.message_ids.as_ref());
         let hits = decoded
             .into_iter()
-            .map(|(i, link_id)| {
+            .map(|(i, link_id, token)| {
                 let hit = Hit {
                     link_id,
                     host: hosts.at(i).map(str::to_string),
@@ -688,6 +744,8 @@ impl Batch<'_> {
                     at: ats.at(i),
                     request_id: request_ids.at(i),
                     click_id: click_ids.at(i),
+                    token: token.map(str::to_string),
+                    message_id: message_ids.at(i),
                 };
                 (i, hit)
             })
@@ -741,6 +799,8 @@ fn track_clicks<'a>(
         ats: None,
         request_ids,
         click_ids: None,
+        link_ids: None,
+        message_ids: None,
     }
     .log("track_clicks", at);
     TableIterator::new(rows.into_iter().enumerate().map(|(i, r)| {
@@ -753,9 +813,12 @@ fn track_clicks<'a>(
 /// spooled, each with its original request time, its request id and the click id the proxy
 /// gave its landing page. Classification, `is_first`, `first_click_at`, device and timing come
 /// out as they would have on the database path at that time. A request id already logged is
-/// skipped, so a spool replayed after a crash never duplicates a click. Answers per click, in
-/// order: 201 logged (with its class), 409 already logged, 404 forged token or unknown link.
-/// Executable only by the owner and `smslink_proxy`.
+/// skipped, so a spool replayed after a crash never duplicates a click. `link_ids` and
+/// `message_ids` (optional, element by element) are what the proxy's cache resolved the token
+/// to: the token is then checked against that link's instead of being decrypted, and a link
+/// whose token or message differs is unknown. Answers per click, in order: 201 logged (with its
+/// class), 409 already logged, 404 forged token or unknown link. Executable only by the owner
+/// and `smslink_proxy`.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -770,6 +833,8 @@ fn ingest_clicks<'a>(
     ips: Texts<'a>,
     referrers: Texts<'a>,
     headers: Option<Array<'a, JsonB>>,
+    link_ids: default!(Option<Array<'a, i64>>, "NULL"),
+    message_ids: default!(Option<Array<'a, i64>>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -824,6 +889,8 @@ fn ingest_clicks<'a>(
         ats: Some(ats),
         request_ids: Some(request_ids),
         click_ids,
+        link_ids,
+        message_ids,
     }
     .log(F, None);
     TableIterator::new(rows.into_iter().enumerate().map(|(i, r)| {

@@ -19,7 +19,7 @@
 //! other failure (a timeout, a lost connection, a server shutting down) would only fail again,
 //! once per click, each time after a long wait: those fail the whole batch at once.
 
-use crate::spool::Record;
+use crate::spool::{Columns, Record};
 use deadpool_postgres::{Object, Pool};
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,32 +188,11 @@ fn reply(batch: Vec<Click>, answers: Vec<Answer>) {
 /// One `track_clicks` call; the answers are in the batch's order.
 async fn call(client: &Object, batch: &[Click]) -> Result<Vec<Answer>, tokio_postgres::Error> {
     let stmt = client.prepare_cached(TRACK).await?;
-    let tokens: Vec<&str> = batch.iter().map(|c| c.record.token.as_str()).collect();
-    let hosts: Vec<Option<&str>> = batch.iter().map(|c| c.record.host.as_deref()).collect();
-    let methods: Vec<&str> = batch.iter().map(|c| c.record.method.as_str()).collect();
-    let agents: Vec<Option<&str>> = batch
-        .iter()
-        .map(|c| c.record.user_agent.as_deref())
-        .collect();
-    let ips: Vec<&str> = batch.iter().map(|c| c.record.ip.as_str()).collect();
-    let referrers: Vec<Option<&str>> = batch.iter().map(|c| c.record.referrer.as_deref()).collect();
-    let headers: Vec<&str> = batch.iter().map(|c| c.record.headers.as_str()).collect();
+    let c = Columns::of(batch.iter().map(|c| &*c.record));
     let request_ids: Vec<uuid::Uuid> = batch.iter().map(|c| c.record.id).collect();
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &tokens,
-                &hosts,
-                &methods,
-                &agents,
-                &ips,
-                &referrers,
-                &headers,
-                &request_ids,
-            ],
-        )
-        .await?;
+    let mut params = c.params().to_vec();
+    params.push(&request_ids);
+    let rows = client.query(&stmt, &params).await?;
     let mut answers: Vec<Answer> = (0..batch.len())
         .map(|_| Err("the database did not answer this click".to_string()))
         .collect();
@@ -248,6 +227,8 @@ mod tests {
                 ip: "127.0.0.1".into(),
                 referrer: None,
                 headers: "{}".into(),
+                link_id: None,
+                message_id: None,
             }),
             reply,
         };

@@ -75,6 +75,7 @@ pub enum Lookup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub link_id: i64,
+    pub message_id: i64,
     /// None: expired with no fallback anywhere, answer 410 (still a click, still logged).
     pub location: Option<Location>,
     /// The link had expired at the tap's time (the database logs this too, at ingestion).
@@ -427,6 +428,7 @@ impl State {
         });
         Some(Resolved {
             link_id: link.link_id,
+            message_id: link.message_id,
             location,
             expired,
         })

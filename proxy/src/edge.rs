@@ -115,6 +115,8 @@ impl Edge {
         let answer = self.try_tap(record, deadline).await;
         if matches!(answer, Answer::Miss) {
             record.click_id = None;
+            record.link_id = None;
+            record.message_id = None;
         }
         answer
     }
@@ -127,6 +129,8 @@ impl Edge {
             return Answer::Miss;
         };
         record.click_id = self.ids.next();
+        record.link_id = Some(hit.link_id);
+        record.message_id = Some(hit.message_id);
         let location = match (&hit.location, record.click_id) {
             (None, _) => None,
             (Some(l), Some(id)) => Some(l.url(id)),

@@ -307,6 +307,8 @@ fn tap_record(
         ip: ip.to_string(),
         referrer: text(headers, header::REFERER.as_str()),
         headers: serde_json::Value::Object(fields).to_string(),
+        link_id: None,
+        message_id: None,
     }
 }
 

@@ -11,7 +11,7 @@
 //! mark written ahead of use, so a restarted proxy never hands out an id twice, even while the
 //! database is unreachable.
 
-use crate::spool::{complete_lines, now_micros, segment_path, Record, Spool};
+use crate::spool::{complete_lines, now_micros, segment_path, Columns, Record, Spool};
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const INGEST: &str =
     "SELECT ord, status FROM smslink.ingest_clicks($1::uuid[], $2::int8[], $3::timestamptz[], \
-     $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]::jsonb[])";
+     $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]::jsonb[], \
+     $11::int8[], $12::int8[])";
 
 fn time_of(micros: i64) -> SystemTime {
     if micros >= 0 {
@@ -51,82 +52,134 @@ async fn ingest(pool: &Pool, batch: &[Record]) -> Result<(), Failure> {
     let ids: Vec<uuid::Uuid> = batch.iter().map(|r| r.id).collect();
     let click_ids: Vec<Option<i64>> = batch.iter().map(|r| r.click_id).collect();
     let ats: Vec<SystemTime> = batch.iter().map(|r| time_of(r.at)).collect();
-    let tokens: Vec<&str> = batch.iter().map(|r| r.token.as_str()).collect();
-    let hosts: Vec<Option<&str>> = batch.iter().map(|r| r.host.as_deref()).collect();
-    let methods: Vec<&str> = batch.iter().map(|r| r.method.as_str()).collect();
-    let agents: Vec<Option<&str>> = batch.iter().map(|r| r.user_agent.as_deref()).collect();
-    let ips: Vec<&str> = batch.iter().map(|r| r.ip.as_str()).collect();
-    let referrers: Vec<Option<&str>> = batch.iter().map(|r| r.referrer.as_deref()).collect();
-    let headers: Vec<&str> = batch.iter().map(|r| r.headers.as_str()).collect();
-    client
-        .query(
-            &stmt,
-            &[
-                &ids, &click_ids, &ats, &tokens, &hosts, &methods, &agents, &ips, &referrers,
-                &headers,
-            ],
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            let data = e
-                .code()
-                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"));
-            if data {
-                Failure::Data(e.to_string())
-            } else {
-                Failure::Unavailable(e.to_string())
-            }
-        })
+    let c = Columns::of(batch.iter());
+    let link_ids: Vec<Option<i64>> = batch.iter().map(|r| r.link_id).collect();
+    let message_ids: Vec<Option<i64>> = batch.iter().map(|r| r.message_id).collect();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&ids, &click_ids, &ats];
+    params.extend(c.params());
+    params.push(&link_ids);
+    params.push(&message_ids);
+    client.query(&stmt, &params).await.map(|_| ()).map_err(|e| {
+        let data = e
+            .code()
+            .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"));
+        if data {
+            Failure::Data(e.to_string())
+        } else {
+            Failure::Unavailable(e.to_string())
+        }
+    })
 }
 
-/// Ships a batch over `parts` connections at once: records are split by token (so the taps of
-/// one link stay in order on one connection), each part is one `ingest_clicks` call, and the
-/// batch has committed when every part has. A part that fails fails the batch, which is then
-/// retried whole: the parts that did commit are recognised by their request ids and skipped.
-/// Parts run side by side like the database path's concurrent transactions do, so a click sees
-/// the related clicks of the other part only once they are committed, as on that path.
-async fn ingest_parts(pool: &Pool, batch: &[Record], parts: usize) -> Result<(), Failure> {
-    if parts <= 1 || batch.len() < 2 * parts {
-        return ingest(pool, batch).await;
-    }
-    let mut split: Vec<Vec<Record>> = vec![Vec::with_capacity(batch.len() / parts + 1); parts];
-    for r in batch {
-        let h = r.token.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        split[(h % parts as u64) as usize].push(r.clone());
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for part in split.into_iter().filter(|p| !p.is_empty()) {
-        let pool = pool.clone();
-        tasks.spawn(async move { ingest(&pool, &part).await });
-    }
-    let mut outcome = Ok(());
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(Failure::Data(e))) => {
-                if outcome.is_ok() {
-                    outcome = Err(Failure::Data(e));
+/// Which of `parts` connections ships a token's taps: always the same one, so that the taps of
+/// one link are committed in spool order even with several batches in flight.
+fn part_of(token: &str, parts: usize) -> usize {
+    let h = token.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % parts.max(1) as u64) as usize
+}
+
+/// One connection's share of a batch, and who waits for its commit.
+struct Part {
+    records: Vec<Record>,
+    committed: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Ships `records` until they are committed: a batch the database cannot take now is retried
+/// with backoff (request ids make a retry of a batch that did commit harmless); one it refuses
+/// as data goes record by record.
+async fn ship_until_committed(
+    pool: &Pool,
+    records: &[Record],
+    dir: &Path,
+    metrics: &ShipMetrics,
+    counters: &crate::spool::Counters,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let started = std::time::Instant::now();
+        match ingest(pool, records).await {
+            Ok(()) => {
+                metrics.committed.inc_by(records.len() as u64);
+                metrics
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                return;
+            }
+            Err(Failure::Data(e)) => {
+                tracing::warn!(error = %e, size = records.len(), "spooled batch refused; shipping its clicks one by one");
+                if ship_one_by_one(pool, records, dir, metrics).await {
+                    return;
                 }
             }
-            Ok(Err(Failure::Unavailable(e))) => outcome = Err(Failure::Unavailable(e)),
-            Err(e) => outcome = Err(Failure::Unavailable(e.to_string())),
+            Err(Failure::Unavailable(e)) => {
+                tracing::warn!(error = %e, pending = counters.pending.load(Ordering::Relaxed), "cannot ship spooled clicks yet; retrying");
+            }
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
-    outcome
 }
 
-/// Where the shipper is: the segment it reads and the bytes of it already committed.
+/// One shipping connection: commits its parts one after the other, in the order received.
+async fn worker(
+    pool: Pool,
+    mut parts: tokio::sync::mpsc::Receiver<Part>,
+    dir: PathBuf,
+    metrics: ShipMetrics,
+    counters: Arc<crate::spool::Counters>,
+) {
+    while let Some(part) = parts.recv().await {
+        ship_until_committed(&pool, &part.records, &dir, &metrics, &counters).await;
+        let _ = part.committed.send(());
+    }
+}
+
+/// What the reader has handed out and not yet seen committed, oldest first.
+enum InFlight {
+    /// A batch: one receiver per part; its records; the time of its first record.
+    Batch {
+        parts: Vec<tokio::sync::oneshot::Receiver<()>>,
+        records: usize,
+        first_at: i64,
+    },
+    /// A segment read to its end: removed once every batch before it has committed.
+    Remove(PathBuf),
+}
+
+/// Batches in flight at most (the oldest uncommitted one included): the next batch is parsed and queued while
+/// the database commits the current one, so the database never waits for the shipper.
+const READ_AHEAD: usize = 2;
+
+/// Where the reader is: the segment it reads and the bytes of it already handed out.
 struct Cursor {
     segment: u64,
     offset: u64,
 }
 
-/// Ships the spool forever (until the process ends). `max_batch` records per statement.
+/// Ships the spool forever (until the process ends), over `parts` connections at once, at most
+/// `max_batch` records per read. Each batch is split by token, one part per connection
+/// (ingest_clicks calls side by side, like the database path's concurrent transactions: a click
+/// sees the related clicks of another part once they are committed, as on that path), and each
+/// connection commits its parts in order. A batch is done when all its parts are; a segment is
+/// removed only when every batch read from it is done.
 pub async fn run(spool: Spool, pool: Pool, max_batch: usize, parts: usize, metrics: ShipMetrics) {
     let dir = spool.dir().to_path_buf();
+    let parts = parts.max(1);
+    let senders: Vec<tokio::sync::mpsc::Sender<Part>> = (0..parts)
+        .map(|_| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(worker(
+                pool.clone(),
+                rx,
+                dir.clone(),
+                metrics.clone(),
+                spool.counters.clone(),
+            ));
+            tx
+        })
+        .collect();
     let mut cursor = Cursor {
         segment: spool
             .recovered
@@ -135,8 +188,18 @@ pub async fn run(spool: Spool, pool: Pool, max_batch: usize, parts: usize, metri
             .unwrap_or(spool.durable().segment),
         offset: 0,
     };
-    let mut backoff = Duration::from_millis(50);
+    let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
     loop {
+        let batches = in_flight
+            .iter()
+            .filter(|f| matches!(f, InFlight::Batch { .. }))
+            .count();
+        if batches >= READ_AHEAD {
+            if !retire(&mut in_flight, &spool).await {
+                break;
+            }
+            continue;
+        }
         let durable = spool.durable();
         // How far this segment may be read: all of it if the writer has moved on (or it was
         // left by an earlier process), else up to what the writer made durable.
@@ -167,16 +230,18 @@ pub async fn run(spool: Spool, pool: Pool, max_batch: usize, parts: usize, metri
         let mut lines: Vec<&[u8]> = complete_lines(&bytes).take(max_batch).collect();
         if lines.is_empty() {
             if cursor.segment < durable.segment {
-                // Everything in this segment is committed: it can go.
-                if let Err(e) = std::fs::remove_file(&path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(error = %e, path = %path.display(), "cannot remove a shipped segment");
-                    }
-                }
+                // Read to its end: it goes once everything read from it is committed.
+                in_flight.push_back(InFlight::Remove(path));
                 cursor = Cursor {
                     segment: cursor.segment + 1,
                     offset: 0,
                 };
+                continue;
+            }
+            if !in_flight.is_empty() {
+                if !retire(&mut in_flight, &spool).await {
+                    break;
+                }
                 continue;
             }
             spool.counters.oldest_at.store(0, Ordering::Relaxed);
@@ -185,51 +250,85 @@ pub async fn run(spool: Spool, pool: Pool, max_batch: usize, parts: usize, metri
             continue;
         }
         let consumed: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
-        let mut records = Vec::with_capacity(lines.len());
+        let mut split: Vec<Vec<Record>> = (0..parts).map(|_| Vec::new()).collect();
         let mut corrupt = Vec::new();
+        let mut records = 0usize;
+        let mut first_at = None;
         for line in lines.drain(..) {
             match serde_json::from_slice::<Record>(line) {
-                Ok(r) => records.push(r),
+                Ok(r) => {
+                    first_at.get_or_insert(r.at);
+                    records += 1;
+                    split[part_of(&r.token, parts)].push(r);
+                }
                 Err(_) => corrupt.push(line.to_vec()),
             }
-        }
-        if let Some(first) = records.first() {
-            spool.counters.oldest_at.store(first.at, Ordering::Relaxed);
         }
         for line in &corrupt {
             set_aside(&dir, line, "unreadable spool line");
         }
-        let shipped = records.len() + corrupt.len();
-        let started = std::time::Instant::now();
-        match ingest_parts(&pool, &records, parts).await {
-            Ok(()) => {
-                backoff = Duration::from_millis(50);
-                metrics.committed.inc_by(records.len() as u64);
-                metrics
-                    .batch_seconds
-                    .observe(started.elapsed().as_secs_f64());
-            }
-            Err(Failure::Data(e)) => {
-                tracing::warn!(error = %e, size = records.len(), "spooled batch refused; shipping its clicks one by one");
-                if !ship_one_by_one(&pool, &records, &dir, &metrics).await {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            }
-            Err(Failure::Unavailable(e)) => {
-                tracing::warn!(error = %e, pending = spool.counters.pending.load(Ordering::Relaxed), "cannot ship spooled clicks yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+        let first_at = first_at.unwrap_or(0);
+        if in_flight.is_empty() {
+            spool.counters.oldest_at.store(first_at, Ordering::Relaxed);
+        }
+        let mut waits = Vec::with_capacity(parts);
+        for (part, sender) in split.into_iter().zip(&senders) {
+            if part.is_empty() {
                 continue;
             }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let part = Part {
+                records: part,
+                committed: tx,
+            };
+            if sender.send(part).await.is_err() {
+                // A worker ended (it never does while the process runs): stop shipping; the
+                // spool keeps everything for the next start.
+                break;
+            }
+            waits.push(rx);
         }
-        spool
-            .counters
-            .pending
-            .fetch_sub(shipped as i64, Ordering::Relaxed);
+        in_flight.push_back(InFlight::Batch {
+            parts: waits,
+            records: records + corrupt.len(),
+            first_at,
+        });
         cursor.offset += consumed;
     }
+    // A worker ended (it never does while the process runs, short of a panic): shipping stops,
+    // and the spool keeps every uncommitted click for the next start.
+    tracing::error!("a spool shipping worker ended; shipping stops until the proxy restarts");
+}
+
+/// Waits for the oldest batch in flight to commit, then removes the segments read to their end
+/// before the next batch. False when a worker is gone: nothing more is counted as committed.
+async fn retire(in_flight: &mut std::collections::VecDeque<InFlight>, spool: &Spool) -> bool {
+    if matches!(in_flight.front(), Some(InFlight::Batch { .. })) {
+        if let Some(InFlight::Batch { parts, records, .. }) = in_flight.pop_front() {
+            for part in parts {
+                if part.await.is_err() {
+                    return false;
+                }
+            }
+            spool
+                .counters
+                .pending
+                .fetch_sub(records as i64, Ordering::Relaxed);
+        }
+    }
+    while matches!(in_flight.front(), Some(InFlight::Remove(_))) {
+        if let Some(InFlight::Remove(path)) = in_flight.pop_front() {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(error = %e, path = %path.display(), "cannot remove a shipped segment");
+                }
+            }
+        }
+    }
+    if let Some(InFlight::Batch { first_at, .. }) = in_flight.front() {
+        spool.counters.oldest_at.store(*first_at, Ordering::Relaxed);
+    }
+    true
 }
 
 /// Ships records one at a time after their batch was refused; false when the database became

@@ -53,6 +53,52 @@ pub struct Record {
     pub referrer: Option<String>,
     /// The headers the classifier reads, as a JSON object.
     pub headers: String,
+    /// The link and message the link cache resolved the token to (edge taps only): the
+    /// database then skips decoding the token, and still checks that the link's token is this
+    /// one. Absent in records written before these fields existed, and on database-path taps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<i64>,
+}
+
+/// The request fields of a batch of records as the columns the click functions take (`tokens`,
+/// `hosts`, `methods`, `user_agents`, `ips`, `referrers`, `headers`), borrowed from the records.
+pub struct Columns<'a> {
+    pub tokens: Vec<&'a str>,
+    pub hosts: Vec<Option<&'a str>>,
+    pub methods: Vec<&'a str>,
+    pub agents: Vec<Option<&'a str>>,
+    pub ips: Vec<&'a str>,
+    pub referrers: Vec<Option<&'a str>>,
+    pub headers: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    pub fn of(records: impl Iterator<Item = &'a Record> + Clone) -> Self {
+        Columns {
+            tokens: records.clone().map(|r| r.token.as_str()).collect(),
+            hosts: records.clone().map(|r| r.host.as_deref()).collect(),
+            methods: records.clone().map(|r| r.method.as_str()).collect(),
+            agents: records.clone().map(|r| r.user_agent.as_deref()).collect(),
+            ips: records.clone().map(|r| r.ip.as_str()).collect(),
+            referrers: records.clone().map(|r| r.referrer.as_deref()).collect(),
+            headers: records.map(|r| r.headers.as_str()).collect(),
+        }
+    }
+
+    /// The seven columns as statement parameters, in the functions' argument order.
+    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+        [
+            &self.tokens,
+            &self.hosts,
+            &self.methods,
+            &self.agents,
+            &self.ips,
+            &self.referrers,
+            &self.headers,
+        ]
+    }
 }
 
 /// What the writer has made durable: the segment it writes and how many bytes of it are on disk.
@@ -403,6 +449,8 @@ mod tests {
             ip: "203.0.113.7".into(),
             referrer: None,
             headers: "{\"accept-language\":\"en\"}".into(),
+            link_id: (n % 2 == 0).then_some(n + 100),
+            message_id: (n % 2 == 0).then_some(n + 200),
         }
     }
 
@@ -470,6 +518,21 @@ mod tests {
         back.sort_by_key(|r| r.at);
         assert_eq!(back, records);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_record_without_link_fields_reads_and_none_is_not_written() {
+        // A segment left by a proxy from before link_id/message_id existed.
+        let old = br#"{"id":"6f1c1d0e-8a4b-4c53-9b1e-0e6e2f4f1a10","click_id":null,"at":1,"token":"t","host":null,"method":"GET","user_agent":null,"ip":"::1","referrer":null,"headers":"{}"}"#;
+        let r: Record = serde_json::from_slice(old).expect("old record");
+        assert_eq!((r.link_id, r.message_id), (None, None));
+        let line = serde_json::to_string(&r).expect("json");
+        assert!(!line.contains("link_id"), "{line}");
+        let with = record(2);
+        let line = serde_json::to_string(&with).expect("json");
+        assert!(line.contains("\"link_id\":102"), "{line}");
+        let back: Record = serde_json::from_str(&line).expect("back");
+        assert_eq!(back, with);
     }
 
     #[test]

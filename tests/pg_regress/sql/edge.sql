@@ -115,6 +115,22 @@ SELECT m.first_click_at - m.delivered_at AS first_click_after FROM smslink.messa
 -- Forged tokens and foreign hosts are answered 404, logged nothing.
 SELECT ord, status FROM smslink.ingest_clicks(ARRAY[gen_random_uuid(), gen_random_uuid()], NULL, ARRAY[now(), now()],
        ARRAY['ZAAAAAAAA', :'t6'], ARRAY['go.edge.example', 'evil.example'], NULL, NULL, NULL, NULL, NULL);
+-- A proxy passes the link and message its cache resolved the token to: the token is not
+-- decoded, but it must still be that link's token, and the message that link's message.
+SELECT l.id AS l6, l.message_id AS m6, (SELECT l2.id FROM smslink.link l2 WHERE l2.id <> l.id ORDER BY l2.id LIMIT 1) AS other6
+  FROM smslink.link l WHERE l.token = :'t6' \gset
+SELECT count(*) AS other_before FROM smslink.click WHERE link_id = :other6 \gset
+SELECT ord, status, class FROM smslink.ingest_clicks(
+       ARRAY[gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), gen_random_uuid()], NULL,
+       ARRAY[:'at6'::timestamptz + interval '1 minute', :'at6'::timestamptz + interval '2 minutes',
+             :'at6'::timestamptz + interval '3 minutes', :'at6'::timestamptz + interval '4 minutes'],
+       ARRAY[:'t6', :'t6', :'t6', :'t6'], ARRAY['go.edge.example', 'go.edge.example', 'go.edge.example', 'go.edge.example'],
+       NULL, ARRAY[:iphone, :iphone, :iphone, :iphone], NULL, NULL, NULL,
+       ARRAY[:l6, :other6, :l6, NULL]::bigint[], ARRAY[:m6, :m6, :m6 + 100000, NULL]::bigint[]);
+SELECT count(*) AS logged_for_t6_after FROM smslink.click k
+ WHERE k.link_id = :l6 AND k.clicked_at > :'at6'::timestamptz;
+SELECT count(*) - :other_before AS logged_on_other FROM smslink.click WHERE link_id = :other6;
+SELECT regress.err($$SELECT * FROM smslink.ingest_clicks(ARRAY[gen_random_uuid()], NULL, ARRAY[now()], ARRAY['x'], NULL, NULL, NULL, NULL, NULL, NULL, ARRAY[1, 2]::bigint[])$$);
 -- Bad batches are errors that say what to fix.
 SELECT regress.err($$SELECT * FROM smslink.ingest_clicks(NULL, NULL, ARRAY[now()], ARRAY['x'], NULL, NULL, NULL, NULL, NULL, NULL)$$);
 SELECT regress.err($$SELECT * FROM smslink.ingest_clicks(ARRAY[NULL::uuid], NULL, ARRAY[now()], ARRAY['x'], NULL, NULL, NULL, NULL, NULL, NULL)$$);
