@@ -45,7 +45,8 @@ case "$LAYOUT" in
   shared) DB_CPUS="0-$((NCPU - 1))"; LOAD_CPUS="$DB_CPUS" ;;
   *) die "BENCH_LAYOUT is split or shared, not $LAYOUT" ;;
 esac
-# on_load CMD...: runs CMD on the load side's CPUs.
+# on_load CMD...: runs CMD on the load side's CPUs (in the foreground: servers started in the
+# background call taskset themselves, so that $! is the server and cleanup can stop it).
 on_load() { taskset -c "$LOAD_CPUS" "$@"; }
 
 install_extension release
@@ -81,21 +82,21 @@ psql_q -d "$DB" -At -c "SELECT token FROM bench.forged ORDER BY i" > "$OUT/forge
 read -r LO HI < <(psql_q -d "$DB" -At -F ' ' -c "SELECT min(id), max(id) FROM smslink.link")
 
 SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector dbname=$DB" RUST_LOG=warn \
-  on_load "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$PROXY_PORT" --pool-size "$POOL" \
+  taskset -c "$LOAD_CPUS" "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$PROXY_PORT" --pool-size "$POOL" \
   --trusted-proxies 127.0.0.1/32 \
   >"$OUT/proxy.log" 2>&1 & PIDS+=($!)
 # (f): the same proxy whose sessions classify from the request alone (no database context).
 SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector_base dbname=$DB" RUST_LOG=warn \
-  on_load "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$BASE_PORT" --pool-size "$POOL" \
+  taskset -c "$LOAD_CPUS" "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$BASE_PORT" --pool-size "$POOL" \
   --trusted-proxies 127.0.0.1/32 \
   >"$OUT/proxy-base.log" 2>&1 & PIDS+=($!)
 # (g): the edge path, its spool on this machine's disk.
 SMSLINK_DATABASE_URL="host=$PGSOCK port=$PGPORT user=bench_redirector dbname=$DB" RUST_LOG=warn \
-  on_load "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$EDGE_PORT" --pool-size "$POOL" \
+  taskset -c "$LOAD_CPUS" "$ROOT/target/release/smslink-proxy" --listen "127.0.0.1:$EDGE_PORT" --pool-size "$POOL" \
   --trusted-proxies 127.0.0.1/32 --spool-dir "$OUT/spool" \
   >"$OUT/proxy-edge.log" 2>&1 & PIDS+=($!)
 sed -e "s#@DIR@#$OUT#g" -e "s#@PORT@#$NGINX_PORT#g" bench/redirect/nginx.conf.in > "$OUT/nginx.conf"
-on_load nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" >"$OUT/nginx.log" 2>&1 & PIDS+=($!)
+taskset -c "$LOAD_CPUS" nginx -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" >"$OUT/nginx.log" 2>&1 & PIDS+=($!)
 for url in "http://127.0.0.1:$PROXY_PORT/healthz" "http://127.0.0.1:$BASE_PORT/healthz" "http://127.0.0.1:$EDGE_PORT/healthz" "http://127.0.0.1:$NGINX_PORT/"; do
   ok=""
   for _ in $(seq 1 50); do
