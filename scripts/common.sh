@@ -82,7 +82,9 @@ cluster_start() {
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$PGSOCK"
   cluster_stop quiet
   log "starting PostgreSQL $PG_MAJOR on port $PGPORT (socket $PGSOCK)"
-  as_owner "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start \
+  # RUST_BACKTRACE=1 as in a developer's shell: the regress test "privileges" checks that no
+  # error a client sees carries a Rust backtrace even then.
+  RUST_BACKTRACE=1 as_owner "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start \
     -o "-p $PGPORT -k $PGSOCK -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_wal_size=2GB" >/dev/null \
     || { tail -n 30 "$PGDATA/server.log" >&2; die "PostgreSQL did not start"; }
 }

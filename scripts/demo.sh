@@ -103,7 +103,7 @@ echo "edge path: $(proxy_metric "$PORT" smslink_proxy_cache_hits_total) taps ans
 #    posts the order back, signed with the brand's secret (HMAC-SHA256 over the sorted
 #    parameters, as docs/conversions.md says; computed here with openssl, as any shop could).
 log "the shop posts web orders back to /p, signed, with the click id from the landing URL"
-secret=$(psql_q -At -d smslink_demo -c "SELECT secret FROM smslink.postback_secret")
+secret=$(psql_q -At -d smslink_demo -c "SELECT secret FROM smslink_secret.postback_secret")
 psql_q -At -F ' ' -d smslink_demo -c "SELECT who, value FROM demo_buyer WHERE via = 'web' ORDER BY who" > "$DIR/web_buyers"
 # "who click_id" for every human tap on a CTA that was redirected (first landing per subscriber).
 for f in "$DIR"/phase2.*.cfg; do paste -d ' ' "${f%.cfg}.who" "$f.codes"; done \

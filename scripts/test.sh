@@ -65,13 +65,13 @@ dump_restore() {
   local dump="$ROOT/target/smslink_regress.dump" keys="$ROOT/target/token_keys.csv" before after
   rm -f "$dump" "$keys"
   "$PGBIN/pg_dump" -Fc -d smslink_regress -f "$dump" || return 1
-  psql_q -d smslink_regress -c "\\copy smslink.token_key TO '$keys' CSV" || return 1
+  psql_q -d smslink_regress -c "\\copy smslink_secret.token_key TO '$keys' CSV" || return 1
   PGOPTIONS="-c client_min_messages=warning" psql_q -d postgres \
     -c "DROP DATABASE IF EXISTS smslink_restored" -c "CREATE DATABASE smslink_restored" || return 1
   "$PGBIN/pg_restore" --exit-on-error -d smslink_restored "$dump" || return 1
-  psql_q -d smslink_restored -c "TRUNCATE smslink.token_key" \
-    -c "\\copy smslink.token_key FROM '$keys' CSV" \
-    -c "SELECT setval('smslink.token_key_version_seq', (SELECT max(version) FROM smslink.token_key))" >/dev/null || return 1
+  psql_q -d smslink_restored -c "TRUNCATE smslink_secret.token_key" \
+    -c "\\copy smslink_secret.token_key FROM '$keys' CSV" \
+    -c "SELECT setval('smslink_secret.token_key_version_seq', (SELECT max(version) FROM smslink_secret.token_key))" >/dev/null || return 1
   before="$(psql_q -d smslink_regress -f tests/dump_restore/fingerprint.sql)" || return 1
   after="$(psql_q -d smslink_restored -f tests/dump_restore/fingerprint.sql)" || return 1
   echo "before: $before"
@@ -289,7 +289,7 @@ proxy_e2e() {
   check "pixel: tampered 401, still a GIF" "$(curl -s -o /dev/null -w '%{http_code} %{content_type}' "http://127.0.0.1:$port/px.gif?click_id=$kid&event=purchase&external_id=e2e-signup-1&sig=$sig")" "401 image/gif"
   # Signed outside the database, exactly as docs/conversions.md says (openssl, sorted RFC 3986 pairs).
   local secret canonical
-  secret=$(sql "SELECT p.secret FROM smslink.postback_secret p JOIN smslink.brand b ON b.id = p.brand_id WHERE b.name = 'E2E'")
+  secret=$(sql "SELECT p.secret FROM smslink_secret.postback_secret p JOIN smslink.brand b ON b.id = p.brand_id WHERE b.name = 'E2E'")
   canonical="click_id=$kid&coupon=SPRING%20SALE&currency=EUR&external_id=e2e-order-9&value=7.00"
   sig=$(printf '%s' "$canonical" | openssl dgst -sha256 -hmac "$secret" | sed 's/.*= //')
   check "postback: signed with openssl (documented algorithm)" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/p?value=7.00&external_id=e2e-order-9&currency=EUR&coupon=SPRING+SALE&click_id=$kid&sig=$sig")" "200"
@@ -508,6 +508,47 @@ stats_reference() {
   SMSLINK_STATS_REFERENCE="$out" cargo test -q -p smslink-core --release --test stats_reference
 }
 
+# A long attribution call stops promptly when cancelled (its loops check for interrupts). The
+# history is made big enough that the call is still running after a second; the bound checked
+# is generous (5 s, for a stalling machine); the figure measured is printed.
+cancel_check() {
+  ensure_cluster || return 1
+  local db=smslink_cancel log="$ROOT/target/cancel.log" pid t0 t1 state
+  fresh_db "$db" || return 1
+  psql_q -d "$db" <<'SQL' || return 1
+SELECT smslink.create_brand('Cancel') AS b \gset
+INSERT INTO smslink.subscriber (brand_id, external_key)
+SELECT :b, 'c' || i FROM generate_series(1, 300000) i;
+INSERT INTO smslink.touchpoint (brand_id, subscriber_id, channel, kind, occurred_at, external_id)
+SELECT :b, s.id, 'email', 'click', '2026-01-01'::timestamptz + (s.id % 86400) * interval '1 second', 't' || s.id
+  FROM smslink.subscriber s WHERE s.brand_id = :b;
+INSERT INTO smslink.conversion (brand_id, subscriber_id, event, occurred_at, external_id)
+SELECT :b, s.id, 'purchase', '2026-01-02'::timestamptz + (s.id % 86400) * interval '1 second', 'o' || s.id
+  FROM smslink.subscriber s WHERE s.brand_id = :b;
+ANALYZE;
+SQL
+  "$PGBIN/psql" -X -h "$PGSOCK" -p "$PGPORT" -U postgres -d "$db" -At \
+    -c "SELECT count(*) FROM smslink.attribute('linear', '2026-01-01', '2026-02-01', click_window => '30 days')" \
+    >"$log" 2>&1 & pid=$!
+  # Wait (bounded) until the call has been running for a second.
+  for _ in $(seq 1 300); do
+    state=$(psql_q -d "$db" -At -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' AND query LIKE '%smslink.attribute(%' AND state = 'active' AND now() - query_start > interval '1 second' AND pid <> pg_backend_pid()")
+    [ "$state" = 1 ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ "$state" = 1 ] || { echo "the attribution call did not run for a second (history too small?)"; cat "$log"; return 1; }
+  t0=$(date +%s%N)
+  psql_q -d "$db" -At -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = '$db' AND query LIKE '%smslink.attribute(%' AND pid <> pg_backend_pid()" >/dev/null || return 1
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  t1=$(date +%s%N)
+  wait "$pid" 2>/dev/null
+  echo "cancelled attribute() ended $(( (t1 - t0) / 1000000 )) ms after pg_cancel_backend: $(tr '\n' ' ' < "$log")"
+  grep -q "canceling statement due to user request" "$log" || { echo "the call was not cancelled"; return 1; }
+  [ $(( (t1 - t0) / 1000000 )) -le 5000 ] || { echo "cancel took more than 5 s"; return 1; }
+  psql_q -d postgres -c "DROP DATABASE $db" >/dev/null
+}
+
 step "fmt+clippy" hygiene
 step "core tests" core_tests
 step "stats vs scipy" stats_reference
@@ -518,6 +559,7 @@ step "click concurrency" concurrency
 step "attribution vs SQL" history_check
 step "proxy e2e" proxy_e2e
 step "faults" bash scripts/faults.sh
+step "cancel" cancel_check
 step "jdbc" jdbc
 
 echo

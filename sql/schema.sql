@@ -8,6 +8,12 @@
 -- * statuses, kinds and classes are text with CHECK constraints: readable from any client,
 --   including JDBC, and extendable with an ALTER instead of an enum rewrite.
 
+-- Secrets (token keys, postback secrets) live in a schema of their own that nobody but the
+-- extension owner can use, so that no GRANT ... ON ALL TABLES IN SCHEMA smslink reaches them.
+CREATE SCHEMA smslink_secret;
+REVOKE ALL ON SCHEMA smslink_secret FROM PUBLIC;
+COMMENT ON SCHEMA smslink_secret IS 'smslink token keys and postback secrets: usable by the extension owner only';
+
 CREATE TABLE smslink.brand (
     id                 bigserial PRIMARY KEY,
     name               text NOT NULL UNIQUE CHECK (btrim(name) <> ''),
@@ -146,6 +152,13 @@ CREATE TABLE smslink.link (
 );
 COMMENT ON COLUMN smslink.link.token IS
     'The token as sent; smslink.link_id(token) = id. Not indexed: the hot path decodes it.';
+-- Links without their tokens, for analysts: a token is a bearer credential (whoever has it can
+-- click as the subscriber), so smslink_analyst may read every column of smslink.link but token.
+CREATE VIEW smslink.link_info WITH (security_invoker = true) AS
+SELECT id, brand_id, message_id, domain_id, position, kind, destination, expires_at, fallback_url,
+       created_at
+  FROM smslink.link;
+COMMENT ON VIEW smslink.link_info IS 'smslink.link without the token column (tokens are bearer credentials)';
 
 -- Clicks: range-partitioned by month on clicked_at, with a default partition so that an insert
 -- never fails for want of a partition. smslink.ensure_partitions() creates monthly partitions
@@ -266,13 +279,13 @@ CREATE TABLE smslink.allocation_log (
 -- The previous secret stays valid after a rotation until the next one, so integrations can
 -- switch over without losing conversions. Readable only by the owner, like token_key, and
 -- likewise not dumped (see docs/operations.md).
-CREATE TABLE smslink.postback_secret (
+CREATE TABLE smslink_secret.postback_secret (
     brand_id        bigint PRIMARY KEY REFERENCES smslink.brand (id) ON DELETE CASCADE,
     secret          text NOT NULL CHECK (length(secret) >= 32),
     previous_secret text CHECK (length(previous_secret) >= 32),
     rotated_at      timestamptz NOT NULL DEFAULT now()
 );
-REVOKE ALL ON smslink.postback_secret FROM PUBLIC;
+REVOKE ALL ON smslink_secret.postback_secret FROM PUBLIC;
 
 -- Rejected click requests, counted without a row per attempt: a sequence is one fixed-size
 -- relation updated in place, so a flood of forged tokens cannot fill the disk.
@@ -330,14 +343,14 @@ CREATE TABLE smslink.classifier_rule (
 -- Token keys: 32-byte AES keys, versioned. Only the extension owner can read this table; the
 -- extension's functions read it by switching to the owner for that one query. A rolled-back
 -- rotation burns its version number (sequence), so a version never names two keys.
-CREATE TABLE smslink.token_key (
+CREATE TABLE smslink_secret.token_key (
     version    int PRIMARY KEY CHECK (version >= 1),
     key        bytea NOT NULL CHECK (length(key) = 32),
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE SEQUENCE smslink.token_key_version_seq AS int MINVALUE 1 OWNED BY smslink.token_key.version;
-REVOKE ALL ON smslink.token_key FROM PUBLIC;
-REVOKE ALL ON SEQUENCE smslink.token_key_version_seq FROM PUBLIC;
+CREATE SEQUENCE smslink_secret.token_key_version_seq AS int MINVALUE 1 OWNED BY smslink_secret.token_key.version;
+REVOKE ALL ON smslink_secret.token_key FROM PUBLIC;
+REVOKE ALL ON SEQUENCE smslink_secret.token_key_version_seq FROM PUBLIC;
 
 ------------------------------------------------------------------------------------------------
 -- Helpers for creating things. Plain INSERTs work too; these give clear errors.
@@ -535,7 +548,7 @@ $$;
 ------------------------------------------------------------------------------------------------
 
 CREATE FUNCTION smslink.ensure_partitions(ahead interval DEFAULT '3 months') RETURNS SETOF text
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $$
 DECLARE
     m date;
     part text;

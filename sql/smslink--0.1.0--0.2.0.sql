@@ -316,3 +316,131 @@ COMMENT ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[],
     'The click hot path for a batch of clicks in one statement and one transaction; a request id logged before is answered 409.';
 COMMENT ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[]) IS
     'The edge path: logs clicks an edge proxy answered from its cache and spooled, with their original times, request ids and click ids, exactly as the database path would have; replays are ignored.';
+
+------------------------------------------------------------------------------------------------
+-- Trust (issue 15). Secrets move to a schema of their own; ensure_partitions runs as the owner
+-- (it creates partitions) so that smslink_admin can run it; then search_path and privileges,
+-- word for word as at the end of sql/finalize.sql.
+------------------------------------------------------------------------------------------------
+CREATE SCHEMA smslink_secret;
+REVOKE ALL ON SCHEMA smslink_secret FROM PUBLIC;
+COMMENT ON SCHEMA smslink_secret IS 'smslink token keys and postback secrets: usable by the extension owner only';
+-- (the key version sequence is owned by token_key.version and moves with its table)
+ALTER TABLE smslink.token_key SET SCHEMA smslink_secret;
+ALTER TABLE smslink.postback_secret SET SCHEMA smslink_secret;
+ALTER FUNCTION smslink.ensure_partitions(interval) SECURITY DEFINER;
+-- Links without their tokens, for analysts (as in sql/schema.sql).
+CREATE VIEW smslink.link_info WITH (security_invoker = true) AS
+SELECT id, brand_id, message_id, domain_id, position, kind, destination, expires_at, fallback_url,
+       created_at
+  FROM smslink.link;
+COMMENT ON VIEW smslink.link_info IS 'smslink.link without the token column (tokens are bearer credentials)';
+
+------------------------------------------------------------------------------------------------
+-- search_path is pinned on every function that runs SQL (CVE-2018-1058: a lookalike object in
+-- a schema earlier in the caller's path must not be picked up). pg_catalog comes first, then
+-- smslink, and pg_temp last. Exempt: Rust functions that run no SQL at all (nothing to look
+-- up), which the hot path calls per row, where a SET would cost a GUC save and restore each
+-- time. The regress test "privileges" checks the catalogue against this list.
+------------------------------------------------------------------------------------------------
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'smslink'::regnamespace
+                AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
+                AND p.proname NOT IN ('classify_hit', 'expand_destination', 'is_http_url',
+                                      'sms_segments', 'ua_os', 'check_classes',
+                                      'classifier_rule_check', 'click_param_check',
+                                      'holdout_fraction_check') LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, smslink, pg_temp', f);
+    END LOOP;
+END $$;
+
+------------------------------------------------------------------------------------------------
+-- Least privilege (docs/operations.md, "Roles"). No smslink function is executable by PUBLIC;
+-- four NOLOGIN roles get what their job needs. Grant a
+-- role to a login role: CREATE ROLE shop_backend LOGIN PASSWORD '...' IN ROLE smslink_app.
+-- The same block is in the upgrade script (sql/smslink--0.1.0--0.2.0.sql).
+------------------------------------------------------------------------------------------------
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['smslink_proxy', 'smslink_app', 'smslink_analyst', 'smslink_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+        EXECUTE format('GRANT USAGE ON SCHEMA smslink TO %I', r);
+    END LOOP;
+END $$;
+-- The administrator does everything the application and the analysts do, and more.
+GRANT smslink_app, smslink_analyst TO smslink_admin;
+-- (Per-schema default privileges cannot take away PUBLIC's global EXECUTE default, so every
+-- script of the chain ends with this REVOKE, and the regress test "privileges" fails if any
+-- smslink function is executable by PUBLIC.)
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA smslink FROM PUBLIC;
+DO $$
+DECLARE
+    -- Function names (every overload) per role. Functions in no list are internal: triggers,
+    -- and helpers that only SECURITY DEFINER functions call.
+    grants jsonb := '{
+ "smslink_proxy": ["track_click", "track_clicks", "ingest_clicks", "record_postback",
+                   "edge_horizon", "edge_start", "edge_links_by_id", "edge_links",
+                   "edge_campaigns", "edge_domains", "edge_lease_click_ids"],
+ "smslink_app": ["create_brand", "add_domain", "create_campaign", "prepare_message",
+                 "prepare_messages", "wrap", "mark_delivered", "mark_failed", "_require_messages",
+                 "record_conversion", "record_touchpoint", "set_allocation", "choose_variant",
+                 "allocation", "in_holdout", "in_global_holdout", "holdout_group", "sign_postback",
+                 "link_id", "sms_segments", "is_http_url", "feed_xid", "click_param_check",
+                 "holdout_fraction_check"],
+ "smslink_analyst": ["attribute", "attribution_summary", "markov_removal_effects",
+                     "markov_transitions", "campaign_metrics", "variant_metrics", "metrics_by",
+                     "require_campaign", "check_classes", "breakdown", "link_metrics",
+                     "time_to_click", "daily_metrics", "anomalies", "rejected_requests",
+                     "variant_stats", "incrementality", "global_incrementality", "allocation",
+                     "in_holdout", "in_global_holdout", "holdout_group", "classify", "ua_os",
+                     "sms_segments", "is_http_url"],
+ "smslink_admin": ["rotate_token_key", "rotate_postback_secret", "token_for", "ensure_partitions",
+                   "reclassify", "classify_hit", "snapshot_rejections", "classifier_rule_check"]
+}';
+    r text;
+    f regprocedure;
+BEGIN
+    FOR r IN SELECT jsonb_object_keys(grants) LOOP
+        FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                  WHERE p.pronamespace = 'smslink'::regnamespace
+                    AND p.proname IN (SELECT jsonb_array_elements_text(grants -> r)) LOOP
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, r);
+        END LOOP;
+    END LOOP;
+END $$;
+-- Tables. The proxy has none (its functions are SECURITY DEFINER). Analysts read everything but
+-- secrets (in smslink_secret, which only the owner can use) and tokens, which are bearer
+-- credentials: smslink.link is readable without its token column.
+GRANT SELECT ON smslink.brand, smslink.domain, smslink.campaign, smslink.variant,
+      smslink.subscriber, smslink.message, smslink.click, smslink.conversion, smslink.touchpoint,
+      smslink.allocation_log, smslink.classifier_rule, smslink.ip_range, smslink.link_tombstone,
+      smslink.rejection_snapshot, smslink.touch, smslink.campaign_report, smslink.variant_report,
+      smslink.link_info
+   TO smslink_analyst;
+GRANT SELECT (id, brand_id, message_id, domain_id, position, kind, destination, expires_at,
+              fallback_url, created_at, feed_xid) ON smslink.link TO smslink_analyst;
+-- The sending application creates brands, domains, campaigns, messages and links, and records
+-- receipts, conversions, touches and allocations.
+GRANT SELECT, INSERT, UPDATE ON smslink.brand, smslink.domain, smslink.campaign, smslink.variant,
+      smslink.subscriber, smslink.message, smslink.link, smslink.conversion, smslink.touchpoint,
+      smslink.allocation_log
+   TO smslink_app;
+GRANT SELECT ON smslink.click, smslink.classifier_rule, smslink.ip_range TO smslink_app;
+GRANT USAGE ON SEQUENCE smslink.brand_id_seq, smslink.domain_id_seq, smslink.campaign_id_seq,
+      smslink.variant_id_seq, smslink.subscriber_id_seq, smslink.message_id_seq,
+      smslink.link_id_seq, smslink.conversion_id_seq, smslink.touchpoint_id_seq
+   TO smslink_app;
+-- The administrator keeps the classifier's rules and address ranges, reclassifies history and
+-- snapshots the rejection counters.
+GRANT INSERT, UPDATE, DELETE ON smslink.classifier_rule, smslink.ip_range TO smslink_admin;
+GRANT USAGE ON SEQUENCE smslink.classifier_rule_id_seq, smslink.ip_range_id_seq TO smslink_admin;
+GRANT UPDATE ON smslink.click TO smslink_admin;
+GRANT INSERT, UPDATE ON smslink.rejection_snapshot TO smslink_admin;

@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 use pgrx::{AnyNumeric, IntoDatum};
 use smslink_core::attribution::{
     credit, journeys, markov_fit, MarkovFit, Model, Params, Path, State, Touch, TouchKind,
+    MAX_MARKOV_STATES,
 };
 use std::collections::HashMap;
 
@@ -287,6 +288,7 @@ fn conversions_with_touches(o: &Options) -> Vec<ConversionRow> {
     Spi::connect(|c| {
         let mut out: Vec<ConversionRow> = Vec::new();
         for row in c.select(&sql, None, &args).spi() {
+            pgrx::check_for_interrupts!();
             let id = row.get::<i64>(1).spi().unwrap_or(0);
             if out.last().is_none_or(|last| last.id != id) {
                 out.push(ConversionRow {
@@ -416,6 +418,7 @@ fn rule_based(o: &Options) -> Vec<Credit> {
     let mut states = HashMap::new();
     let mut out = Vec::with_capacity(conversions.len());
     for conv in &conversions {
+        pgrx::check_for_interrupts!();
         let touches = core_touches(&conv.touches, &mut states, o.by);
         let credits = credit(o.model, &touches, micros(conv.occurred_at), &o.params)
             .unwrap_or_else(|e| raise(INVALID_PARAMETER, e));
@@ -481,6 +484,20 @@ fn markov(o: &Options) -> Markov {
                  paths: &mut Vec<(Vec<u32>, bool)>,
                  conversions: &mut Vec<ConversionRow>| {
         let core = core_touches(touches, states, o.by);
+        if states.len() > MAX_MARKOV_STATES {
+            raise_hint(
+                pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "markov: more than {MAX_MARKOV_STATES} states (by {}) in this range",
+                    if o.by == By::Campaign {
+                        "campaign"
+                    } else {
+                        "channel"
+                    }
+                ),
+                "fit by channel instead of by campaign, or narrow the range or the channels",
+            );
+        }
         let touch_at: Vec<i64> = core.iter().map(|t| t.at).collect();
         let conv_at: Vec<i64> = convs.iter().map(|(c, _)| micros(c.occurred_at)).collect();
         let mut taken: Vec<Option<Vec<usize>>> = vec![None; convs.len()];
@@ -515,6 +532,7 @@ fn markov(o: &Options) -> Markov {
     };
     Spi::connect(|c| {
         for row in c.select(&sql, None, &args).spi() {
+            pgrx::check_for_interrupts!();
             let sub = row.get::<i64>(1).spi();
             if sub != subscriber {
                 flush(

@@ -149,6 +149,27 @@ fn record_conversion(
         );
     }
     if let Some(v) = &value {
+        // numeric holds NaN and ±Infinity: one of them would make every sum of the brand's
+        // revenue NaN or infinite.
+        let text = v.to_string();
+        if matches!(text.as_str(), "NaN" | "Infinity" | "-Infinity") {
+            raise_hint(
+                INVALID_PARAMETER,
+                format!("{F}: value {text} is not a finite number"),
+                "pass the conversion's amount in the currency's units, or NULL for no value",
+            );
+        }
+        let max = AnyNumeric::from(rules::MAX_VALUE);
+        if *v > max || *v < AnyNumeric::from(-rules::MAX_VALUE) {
+            raise_hint(
+                INVALID_PARAMETER,
+                format!("{F}: value {v} is out of range"),
+                format!(
+                    "values are at most {} in absolute value, in the currency's units (not cents)",
+                    rules::MAX_VALUE
+                ),
+            );
+        }
         if *v < AnyNumeric::from(0) && !rules::may_be_negative(&event) {
             raise_hint(
                 INVALID_PARAMETER,

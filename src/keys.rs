@@ -1,14 +1,16 @@
 //! Token keys and the token codec in SQL.
 //!
-//! Keys live in `smslink.token_key`, readable only by its owner. The functions here read it by
+//! Keys live in `smslink_secret.token_key`, readable only by its owner. The functions here read it by
 //! switching to the owner for that one query, the way SECURITY DEFINER does, so that callers
 //! can make and resolve tokens without ever seeing a key.
 //!
 //! Decoding uses a per-backend key ring: a forged token is rejected from memory. A token whose
 //! key slot is not in the ring triggers a reload at most once per second, so a flood of forged
 //! tokens cannot turn into a flood of queries. A key version never changes its key (versions come
-//! from a sequence), so cached keys never go stale; encoding always asks the table for the
-//! current version, so a rotation in any session takes effect at once.
+//! from a sequence), so a cached key is never wrong, but a key can be deleted (revoked): the ring
+//! is reloaded when it is ten seconds old, so a revoked key stops resolving in every session
+//! within that bound. Encoding always asks the table for the current version, so a rotation in
+//! any session takes effect at once.
 
 use crate::errors::{raise, raise_hint, SpiOk, INVALID_PARAMETER, WRONG_STATE};
 use pgrx::prelude::*;
@@ -18,16 +20,23 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// A backend's key ring is reloaded when it is this old, so that a key deleted from
+/// `smslink_secret.token_key` (revoked) stops resolving in every session within this bound.
+pub const RING_LIFETIME: Duration = Duration::from_secs(10);
 
 thread_local! {
     static RING: RefCell<Option<(KeyRing, Instant)>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with the current user switched to the owner of `smslink.token_key`.
+/// Runs `f` with the current user switched to the owner of `smslink_secret.token_key`.
 fn as_key_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner: pg_sys::Oid = Spi::connect(|c| {
         c.select(
-            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'smslink.token_key'::pg_catalog.regclass",
+            // By name in the catalogue rather than a regclass cast: the caller cannot use the
+            // schema, so it cannot resolve the name.
+            "SELECT c.relowner FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'smslink_secret' AND c.relname = 'token_key'",
             None,
             &[],
         )?
@@ -35,7 +44,12 @@ fn as_key_owner<R>(f: impl FnOnce() -> R) -> R {
         .get_one::<pg_sys::Oid>()
     })
     .spi()
-    .unwrap_or_else(|| raise(WRONG_STATE, "smslink.token_key is missing; reinstall the extension"));
+    .unwrap_or_else(|| {
+        raise(
+            WRONG_STATE,
+            "smslink_secret.token_key is missing; reinstall the extension",
+        )
+    });
     let mut user = pg_sys::Oid::INVALID;
     let mut context: std::ffi::c_int = 0;
     // SAFETY: plain calls into the backend's user-id bookkeeping. If `f` raises an ERROR, the
@@ -60,7 +74,7 @@ fn key_from_row(version: Option<i32>, key: Option<Vec<u8>>) -> TokenKey {
                 format!("token key {v}: {e}"),
             )
         }),
-        _ => raise(WRONG_STATE, "smslink.token_key holds a NULL row"),
+        _ => raise(WRONG_STATE, "smslink_secret.token_key holds a NULL row"),
     }
 }
 
@@ -68,7 +82,11 @@ fn load_ring() -> KeyRing {
     let rows = as_key_owner(|| {
         Spi::connect(|c| {
             let mut out = Vec::new();
-            for row in c.select("SELECT version, key FROM smslink.token_key", None, &[])? {
+            for row in c.select(
+                "SELECT version, key FROM smslink_secret.token_key",
+                None,
+                &[],
+            )? {
                 out.push((row.get::<i32>(1)?, row.get::<Vec<u8>>(2)?));
             }
             Ok::<_, pgrx::spi::SpiError>(out)
@@ -88,7 +106,7 @@ pub fn current_key() -> TokenKey {
     let row = as_key_owner(|| {
         Spi::connect(|c| {
             let t = c.select(
-                "SELECT version, key FROM smslink.token_key ORDER BY version DESC LIMIT 1",
+                "SELECT version, key FROM smslink_secret.token_key ORDER BY version DESC LIMIT 1",
                 None,
                 &[],
             )?;
@@ -111,11 +129,15 @@ pub fn current_key() -> TokenKey {
 }
 
 /// Decodes a token to a link id, or `None`. Touches no table unless the token names a key slot
-/// this backend has not loaded (then at most one reload per second).
+/// this backend has not loaded (then at most one reload per second), or the ring is older than
+/// [`RING_LIFETIME`] (one query then).
 pub fn decode(token: &str) -> Option<i64> {
     RING.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
+        if slot
+            .as_ref()
+            .is_none_or(|(_, loaded)| loaded.elapsed() >= RING_LIFETIME)
+        {
             *slot = Some((load_ring(), Instant::now()));
         }
         let (ring, loaded) = slot.as_ref()?;
@@ -169,7 +191,8 @@ fn link_id(token: &str) -> Option<i64> {
 
 /// Makes a new random key current and returns its version. Tokens made under older keys keep
 /// resolving (up to 62 live versions; the 63rd rotation retires version 1, and so on).
-/// Only the owner of smslink.token_key may rotate.
+/// Executable by the owner and `smslink_admin`; the key is written as the owner of
+/// `smslink_secret.token_key`, which no other role can read.
 #[pg_extern(volatile)]
 fn rotate_token_key() -> i32 {
     let mut key = [0u8; KEY_BYTES];
@@ -181,15 +204,17 @@ fn rotate_token_key() -> i32 {
             "could not generate random bytes for a token key",
         );
     }
-    let version = Spi::connect_mut(|c| {
-        c.update(
-            "INSERT INTO smslink.token_key (version, key) \
-             VALUES (nextval('smslink.token_key_version_seq'), $1) RETURNING version",
-            None,
-            &[key.to_vec().into()],
-        )?
-        .first()
-        .get_one::<i32>()
+    let version = as_key_owner(|| {
+        Spi::connect_mut(|c| {
+            c.update(
+                "INSERT INTO smslink_secret.token_key (version, key) \
+                 VALUES (nextval('smslink_secret.token_key_version_seq'), $1) RETURNING version",
+                None,
+                &[key.to_vec().into()],
+            )?
+            .first()
+            .get_one::<i32>()
+        })
     })
     .spi()
     .unwrap_or_else(|| {

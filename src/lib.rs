@@ -53,6 +53,12 @@ extension_sql_file!("../sql/edge.sql", name = "edge", requires = ["schema"]);
 /// Registers the extension's settings when the library loads.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // An error raised by a statement this library runs is re-raised by pgrx with a Rust
+    // backtrace as its DETAIL whenever the server's environment has RUST_BACKTRACE set (as a
+    // developer's shell often does). Clients must never see internal frames: RUST_LIB_BACKTRACE
+    // takes precedence for captured backtraces (panic messages in the server log keep
+    // RUST_BACKTRACE). A backend runs this before any thread of ours exists.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     classify::init_gucs();
 }
 

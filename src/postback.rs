@@ -38,7 +38,7 @@ fn rotate_postback_secret(brand_id: Option<i64>) -> String {
     Spi::connect_mut(|c| {
         crate::conversions::require_brand(c, brand_id, "rotate_postback_secret");
         c.update(
-            "INSERT INTO smslink.postback_secret AS p (brand_id, secret) VALUES ($1, $2)
+            "INSERT INTO smslink_secret.postback_secret AS p (brand_id, secret) VALUES ($1, $2)
              ON CONFLICT (brand_id) DO UPDATE
                 SET previous_secret = p.secret, secret = excluded.secret, rotated_at = now()",
             None,
@@ -74,7 +74,7 @@ fn pairs_of(params: &serde_json::Value, function: &str) -> Vec<(String, String)>
 fn current_secret(c: &pgrx::spi::SpiClient<'_>, brand_id: i64, function: &str) -> String {
     let rows = c
         .select(
-            "SELECT secret FROM smslink.postback_secret WHERE brand_id = $1",
+            "SELECT secret FROM smslink_secret.postback_secret WHERE brand_id = $1",
             None,
             &[brand_id.into()],
         )
@@ -173,7 +173,7 @@ fn record_postback(
                 "SELECT k.brand_id, s.external_key, p.secret, p.previous_secret
                    FROM smslink.click k
                    JOIN smslink.subscriber s ON s.id = k.subscriber_id
-                   JOIN smslink.postback_secret p ON p.brand_id = k.brand_id
+                   JOIN smslink_secret.postback_secret p ON p.brand_id = k.brand_id
                   WHERE k.id = $1
                   LIMIT 1",
                 None,

@@ -31,9 +31,9 @@ mod tests {
 
     #[pg_test]
     fn key_is_generated_at_create_extension() {
-        assert_eq!(one_i64("SELECT count(*) FROM smslink.token_key"), 1);
+        assert_eq!(one_i64("SELECT count(*) FROM smslink_secret.token_key"), 1);
         assert_eq!(
-            one_i64("SELECT length(key)::bigint FROM smslink.token_key"),
+            one_i64("SELECT length(key)::bigint FROM smslink_secret.token_key"),
             32
         );
     }
@@ -98,25 +98,31 @@ mod tests {
     }
 
     #[pg_test]
-    fn key_table_is_private_but_tokens_work_for_other_roles() {
-        Spi::run("CREATE ROLE smslink_test_analyst").expect("role");
-        Spi::run("GRANT USAGE ON SCHEMA smslink TO smslink_test_analyst").expect("grant");
-        Spi::run("SET LOCAL ROLE smslink_test_analyst").expect("set role");
+    fn tokens_work_for_the_admin_role_without_reading_keys() {
+        Spi::run("CREATE ROLE smslink_test_admin IN ROLE smslink_admin").expect("role");
+        Spi::run("SET LOCAL ROLE smslink_test_admin").expect("set role");
         let t = one_text("SELECT smslink.token_for(42)");
         assert_eq!(one_i64(&format!("SELECT smslink.link_id('{t}')")), 42);
         let denied = one_text(
-            "SELECT CASE WHEN has_table_privilege('smslink.token_key', 'SELECT') THEN 'readable' ELSE 'denied' END",
+            "SELECT CASE WHEN has_schema_privilege('smslink_secret', 'USAGE') THEN 'usable' ELSE 'denied' END",
         );
         assert_eq!(denied, "denied");
         Spi::run("RESET ROLE").expect("reset");
     }
 
-    #[pg_test(error = "permission denied for table token_key")]
+    #[pg_test(error = "permission denied for function token_for")]
+    fn a_usage_only_role_cannot_mint_tokens() {
+        Spi::run("CREATE ROLE smslink_test_user").expect("role");
+        Spi::run("GRANT USAGE ON SCHEMA smslink TO smslink_test_user").expect("grant");
+        Spi::run("SET LOCAL ROLE smslink_test_user").expect("set role");
+        Spi::run("SELECT smslink.token_for(1)").expect("must fail");
+    }
+
+    #[pg_test(error = "permission denied for schema smslink_secret")]
     fn non_owner_cannot_read_keys() {
-        Spi::run("CREATE ROLE smslink_test_reader").expect("role");
-        Spi::run("GRANT USAGE ON SCHEMA smslink TO smslink_test_reader").expect("grant");
+        Spi::run("CREATE ROLE smslink_test_reader IN ROLE smslink_admin").expect("role");
         Spi::run("SET LOCAL ROLE smslink_test_reader").expect("set role");
-        Spi::run("SELECT * FROM smslink.token_key").expect("must fail");
+        Spi::run("SELECT * FROM smslink_secret.token_key").expect("must fail");
     }
 
     #[pg_test]

@@ -39,10 +39,11 @@ use std::cell::OnceCell;
 /// request time (`ats`, the tap's time: the transaction's on the database path, the original
 /// request's on the edge path), an optional request id (a replayed request id is answered
 /// `duplicate` and logged nothing) and an optional click id assigned by the proxy. `$1` and `$15`
-/// bound the batch's times, so that partitions are pruned when the statement starts. A link id
-/// the caller resolved itself (an edge proxy, from its cache) comes with the token (`$16`), which
-/// must be the link's, and may come with the link's message (`$17`), which must be its own: a
-/// mismatch is an unknown link.
+/// bound the batch's times, so that partitions are pruned when the statement starts. Every
+/// click's token (`$16`) must be the stored token of the link it decoded to (or that the caller,
+/// an edge proxy, resolved it to from its cache): a token that decodes to a link under a key
+/// it was not made with, or after a restore without the keys, is an unknown link. A link's
+/// message may come too (`$17`), which must be its own.
 fn click_sql(context: bool) -> String {
     let judged = if context {
         format!(
@@ -81,7 +82,7 @@ fn click_sql(context: bool) -> String {
                 ELSE l.destination END AS location,
            extract(epoch FROM i.at - m.delivered_at)::float8 AS seconds, c.click_param
       FROM input i
-      JOIN smslink.link l ON l.id = i.link_id AND (i.token IS NULL OR l.token = i.token)
+      JOIN smslink.link l ON l.id = i.link_id AND l.token = i.token
                          AND (i.claimed_message IS NULL OR l.message_id = i.claimed_message)
       JOIN smslink.domain d ON d.id = l.domain_id AND d.host = i.host
       JOIN smslink.message m ON m.id = l.message_id
@@ -306,9 +307,8 @@ struct Hit {
     /// A click id the proxy assigned from a leased block (edge path); None: the next of
     /// `smslink.click_id_seq`.
     click_id: Option<i64>,
-    /// The token, when the caller resolved the link id itself rather than the token being
-    /// decoded here: it must be the link's own.
-    token: Option<String>,
+    /// The token as presented: it must be the link's own.
+    token: String,
     /// The link's message as the caller knows it (checked against the link).
     message_id: Option<i64>,
 }
@@ -588,9 +588,9 @@ fn track_click(
         name!(class, Option<String>),
     ),
 > {
-    let hits = match token.and_then(keys::decode) {
+    let hits = match token.and_then(|t| keys::decode(t).map(|id| (id, t))) {
         None => vec![],
-        Some(link_id) => vec![(
+        Some((link_id, token)) => vec![(
             0,
             Hit {
                 link_id,
@@ -603,11 +603,12 @@ fn track_click(
                 at: None,
                 request_id: None,
                 click_id: None,
-                token: None,
+                token: token.to_string(),
                 message_id: None,
             },
         )],
     };
+    not_ahead("track_click", "at", at);
     let invalid = 1 - hits.len();
     TableIterator::new(log_clicks(1, hits, invalid, at))
 }
@@ -702,15 +703,15 @@ impl Batch<'_> {
         // A link id the caller resolved is taken as is (with its token, which the statement
         // checks against the link's): decrypting a token costs more than comparing it.
         let mut given = Column::new(self.link_ids.as_ref());
-        let decoded: Vec<(usize, i64, Option<&str>)> = self
+        let decoded: Vec<(usize, i64, &str)> = self
             .tokens
             .iter()
             .enumerate()
             .filter_map(|(i, t)| {
                 let t = t?;
                 match given.at(i) {
-                    Some(id) => Some((i, id, Some(t))),
-                    None => keys::decode(t).map(|id| (i, id, None)),
+                    Some(id) => Some((i, id, t)),
+                    None => keys::decode(t).map(|id| (i, id, t)),
                 }
             })
             .collect();
@@ -744,7 +745,7 @@ impl Batch<'_> {
                     at: ats.at(i),
                     request_id: request_ids.at(i),
                     click_id: click_ids.at(i),
-                    token: token.map(str::to_string),
+                    token: token.to_string(),
                     message_id: message_ids.at(i),
                 };
                 (i, hit)
@@ -788,6 +789,7 @@ fn track_clicks<'a>(
             "track_clicks: tokens must not be NULL",
         );
     };
+    not_ahead("track_clicks", "at", at);
     let rows = Batch {
         tokens,
         hosts,
@@ -866,6 +868,9 @@ fn ingest_clicks<'a>(
             "pass the time each request arrived",
         );
     }
+    for (i, a) in ats.iter().enumerate() {
+        not_ahead(F, &format!("ats[{}]", i + 1), a);
+    }
     if let Some(ids) = &click_ids {
         if let Some(i) = ids
             .iter()
@@ -898,6 +903,28 @@ fn ingest_clicks<'a>(
         let status = if r.0 == 302 || r.0 == 410 { 201 } else { r.0 };
         (ord, status, r.2, r.3)
     }))
+}
+
+/// How far ahead of the database's clock a click's time may be (the proxy's clock drifting), in
+/// seconds. A click cannot have happened in the future: a time further ahead is refused, so that
+/// a wrong clock cannot put clicks into next month's partition or before their delivery.
+pub const CLOCK_SKEW_SECONDS: i64 = 300;
+
+/// Raises 22023 when `at` is more than [`CLOCK_SKEW_SECONDS`] ahead of the transaction's start.
+fn not_ahead(function: &str, what: &str, at: Option<TimestampWithTimeZone>) {
+    let Some(at) = at else { return };
+    // SAFETY: reads the current transaction's start time; no side effects.
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let ahead = at.into_inner().saturating_sub(now) / 1_000_000;
+    if ahead > CLOCK_SKEW_SECONDS {
+        crate::errors::raise_hint(
+            crate::errors::INVALID_PARAMETER,
+            format!("{function}: {what} is {ahead} s ahead of the database's clock"),
+            format!(
+                "pass the time the request arrived; up to {CLOCK_SKEW_SECONDS} s ahead is accepted for clock skew (synchronise the proxy's clock)"
+            ),
+        );
+    }
 }
 
 /// The first click id of the blocks edge proxies lease (`smslink.edge_lease_click_ids`): 2^48.

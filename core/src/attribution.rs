@@ -405,6 +405,11 @@ pub struct MarkovFit {
 /// `I − Q` is invertible for every chain built from paths (each transient state seen has an
 /// observed path onward to absorption). Should it nevertheless be numerically singular, the fit
 /// still returns its transitions, with `P = 0` and every removal effect 0; it never panics.
+/// The most channel states a Markov fit takes. The fit inverts an `s × s` matrix: a thousand
+/// states is 8 MB and about a second of one core; ten thousand would be 800 MB and fifteen
+/// minutes, uninterruptible.
+pub const MAX_MARKOV_STATES: usize = 1000;
+
 pub fn markov_fit<'a>(paths: impl IntoIterator<Item = Path<'a>>) -> MarkovFit {
     let mut counts: HashMap<(State, State), u64> = HashMap::new();
     let mut channels: BTreeSet<u32> = BTreeSet::new();

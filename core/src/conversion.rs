@@ -5,6 +5,11 @@
 pub const FUTURE_TOLERANCE_SECONDS: f64 = 300.0;
 
 /// Events whose value may be negative: money going back.
+/// The largest conversion value accepted, in absolute value (in the currency's units): a
+/// trillion. Anything larger is a unit mistake (cents as units, a timestamp in the value
+/// column) that would swamp every revenue figure of the brand.
+pub const MAX_VALUE: i64 = 1_000_000_000_000;
+
 pub const NEGATIVE_VALUE_EVENTS: [&str; 4] = ["refund", "return", "chargeback", "cancellation"];
 
 /// An ISO 4217 currency code, upper-cased; lower case is accepted.

@@ -16,7 +16,7 @@ SELECT concat_ws(' ',
     'partitions', (SELECT count(*) FROM pg_inherits WHERE inhparent = 'smslink.click'::regclass),
     'tokens_resolving', (SELECT count(*) FROM smslink.link WHERE smslink.link_id(token) = id),
     'links_md5', (SELECT md5(string_agg(id || ':' || token || ':' || destination, ',' ORDER BY id)) FROM smslink.link),
-    'keys', (SELECT count(*) FROM smslink.token_key),
+    'keys', (SELECT count(*) FROM smslink_secret.token_key),
     'message_seq', (SELECT last_value FROM smslink.message_id_seq),
     'link_seq', (SELECT last_value FROM smslink.link_id_seq),
-    'key_seq', (SELECT last_value FROM smslink.token_key_version_seq));
+    'key_seq', (SELECT last_value FROM smslink_secret.token_key_version_seq));

@@ -29,7 +29,7 @@ SELECT regress.err(format($q$UPDATE smslink.campaign SET click_param = 'smsclid'
 -- Postback secrets: the owner makes one per brand; nobody else can read or use them.
 SELECT length(smslink.rotate_postback_secret(:b)) AS secret_length;
 SET ROLE smslink_proxy;
-SELECT regress.err('SELECT * FROM smslink.postback_secret');
+SELECT regress.err('SELECT * FROM smslink_secret.postback_secret');
 SELECT regress.err(format('SELECT smslink.sign_postback(%s, ''{}'')', :b));
 SELECT regress.err(format('SELECT smslink.rotate_postback_secret(%s)', :b));
 RESET ROLE;

@@ -17,7 +17,7 @@ SELECT smslink.rotate_token_key() > 1 AS rotated;
 SELECT t <> smslink.token_for(99) AS new_token, smslink.link_id(t) AS old_resolves,
        smslink.link_id(smslink.token_for(99)) AS new_resolves
   FROM before;
-SELECT count(*) AS key_versions FROM smslink.token_key;
+SELECT count(*) AS key_versions FROM smslink_secret.token_key;
 -- Errors for impossible requests.
 SELECT regress.err($$SELECT smslink.token_for(0)$$);
 SELECT regress.err($$SELECT smslink.token_for(1, 6)$$);

@@ -94,7 +94,7 @@ SELECT status, class FROM smslink.track_click(:'t2', 'go.track.example', 'GET', 
 SELECT ord, status, class FROM smslink.track_clicks(ARRAY[:'t2'], ARRAY['go.track.example'], NULL, ARRAY[:iphone], NULL, NULL, NULL);
 SELECT regress.err($$SELECT count(*) FROM smslink.click$$);
 SELECT regress.err($$SELECT count(*) FROM smslink.link$$);
-SELECT regress.err($$SELECT * FROM smslink.token_key$$);
+SELECT regress.err($$SELECT * FROM smslink_secret.token_key$$);
 SELECT regress.err($$INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id, link_kind, method) VALUES (now(), 1, 1, 1, 1, 1, 1, 'cta', 'GET')$$);
 RESET ROLE;
 SET client_min_messages = warning;
