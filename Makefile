@@ -1,5 +1,5 @@
 # The entry points named in the README. Each does its own set-up on a fresh Debian 12 machine.
-.PHONY: demo test bench bench-redirect bench-attribution bench-metrics accuracy
+.PHONY: demo test bench bench-redirect bench-attribution bench-metrics accuracy fuzz
 
 demo:   ## build, start a local cluster, prepare and deliver a 10,000-message campaign
 	bash scripts/demo.sh
@@ -21,3 +21,7 @@ bench-metrics:  ## the metric functions on the generated history vs hand-written
 
 accuracy:  ## the click classifier's precision and recall on the evaluation corpus and scenarios
 	cargo test -q -p smslink-core --test accuracy -- --nocapture
+
+fuzz:  ## 10 million generated inputs per parser (tokens, URLs, postbacks, User-Agents, segments): zero panics
+	SMSLINK_FUZZ_CASES=$${SMSLINK_FUZZ_CASES:-10000000} SMSLINK_FUZZ_SECONDS=$${SMSLINK_FUZZ_SECONDS:-3000} \
+	  cargo test -q -p smslink-core --release --test fuzz -- --nocapture --test-threads 1

@@ -44,7 +44,9 @@ DECLARE
  "classify": "The click classifier''s verdict (class and reason codes) for a request, for testing rules.",
  "classify_hit": "Internal to the click hot path: the classifier''s verdict for one row.",
  "click_param_check": "CHECK of campaign.click_param: raises 22023 saying what to fix.",
- "create_brand": "Creates a brand (tenant); returns its id.",
+ "create_brand": "Creates a brand (tenant); returns its id. The creating role (granted_to) is granted its rows.",
+ "grant_brand": "Grants a role the rows of a brand (row-level security); true when the grant is new.",
+ "revoke_brand": "Takes a brand''s rows away from a role; true when there was a grant.",
  "create_campaign": "Creates a campaign with its variants; returns its id.",
  "ensure_partitions": "Creates the monthly click partitions up to the horizon and moves rows out of the default partition.",
  "expand_destination": "The redirect location for one click: the campaign click parameter appended and the macros {click_id}, {subscriber}, {campaign}, {variant}, {message} expanded.",
@@ -159,7 +161,8 @@ DECLARE
                      "variant_stats", "incrementality", "global_incrementality", "allocation",
                      "in_holdout", "in_global_holdout", "holdout_group", "classify", "ua_os",
                      "sms_segments", "is_http_url"],
- "smslink_admin": ["rotate_token_key", "rotate_postback_secret", "token_for", "ensure_partitions",
+ "smslink_admin": ["grant_brand", "revoke_brand",
+                   "rotate_token_key", "rotate_postback_secret", "token_for", "ensure_partitions",
                    "reclassify", "classify_hit", "snapshot_rejections", "classifier_rule_check"]
 }';
     r text;
@@ -178,7 +181,7 @@ END $$;
 -- credentials: smslink.link is readable without its token column.
 GRANT SELECT ON smslink.brand, smslink.domain, smslink.campaign, smslink.variant,
       smslink.subscriber, smslink.message, smslink.click, smslink.conversion, smslink.touchpoint,
-      smslink.allocation_log, smslink.classifier_rule, smslink.ip_range, smslink.link_tombstone,
+      smslink.allocation_log, smslink.classifier_rule, smslink.ip_range,
       smslink.rejection_snapshot, smslink.touch, smslink.campaign_report, smslink.variant_report,
       smslink.link_info
    TO smslink_analyst;
@@ -201,3 +204,5 @@ GRANT INSERT, UPDATE, DELETE ON smslink.classifier_rule, smslink.ip_range TO sms
 GRANT USAGE ON SEQUENCE smslink.classifier_rule_id_seq, smslink.ip_range_id_seq TO smslink_admin;
 GRANT UPDATE ON smslink.click TO smslink_admin;
 GRANT INSERT, UPDATE ON smslink.rejection_snapshot TO smslink_admin;
+-- Row-level security reads the caller's brand grants (each role sees its own).
+GRANT SELECT ON smslink.brand_grant TO smslink_app, smslink_analyst, smslink_admin;

@@ -356,8 +356,12 @@ REVOKE ALL ON SEQUENCE smslink_secret.token_key_version_seq FROM PUBLIC;
 -- Helpers for creating things. Plain INSERTs work too; these give clear errors.
 ------------------------------------------------------------------------------------------------
 
-CREATE FUNCTION smslink.create_brand(name text) RETURNS bigint
-LANGUAGE plpgsql VOLATILE AS $$
+-- SECURITY DEFINER so that the creating role (granted_to, the caller by default: a default is
+-- evaluated in the caller's context) can be granted the new brand's rows (sql/tenancy.sql);
+-- without a grant, an application role could not see the brand it just made. Roles that see
+-- every brand (smslink_admin's members, superusers) get no grant.
+CREATE FUNCTION smslink.create_brand(name text, granted_to name DEFAULT current_user) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $$
 DECLARE
     new_id bigint;
 BEGIN
@@ -369,6 +373,11 @@ BEGIN
             HINT = 'brand names are unique; pick another name or reuse the existing brand';
     END IF;
     INSERT INTO smslink.brand (name) VALUES (create_brand.name) RETURNING id INTO new_id;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE r.rolname = granted_to
+                  AND NOT pg_catalog.pg_has_role(r.oid, 'smslink_admin', 'USAGE')) THEN
+        INSERT INTO smslink.brand_grant (role_name, brand_id) VALUES (granted_to, new_id);
+    END IF;
     RETURN new_id;
 END $$;
 

@@ -336,6 +336,132 @@ SELECT id, brand_id, message_id, domain_id, position, kind, destination, expires
   FROM smslink.link;
 COMMENT ON VIEW smslink.link_info IS 'smslink.link without the token column (tokens are bearer credentials)';
 
+-- create_brand grants the creating role its new brand (sql/schema.sql, word for word), and
+-- tenant isolation (sql/tenancy.sql, word for word).
+DROP FUNCTION smslink.create_brand(text);
+-- SECURITY DEFINER so that the creating role (granted_to, the caller by default: a default is
+-- evaluated in the caller's context) can be granted the new brand's rows (sql/tenancy.sql);
+-- without a grant, an application role could not see the brand it just made. Roles that see
+-- every brand (smslink_admin's members, superusers) get no grant.
+CREATE FUNCTION smslink.create_brand(name text, granted_to name DEFAULT current_user) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF name IS NULL OR btrim(name) = '' THEN
+        RAISE EXCEPTION 'brand name must not be empty' USING ERRCODE = '22004';
+    END IF;
+    IF EXISTS (SELECT 1 FROM smslink.brand b WHERE b.name = create_brand.name) THEN
+        RAISE EXCEPTION 'brand "%" already exists', name USING ERRCODE = '23505',
+            HINT = 'brand names are unique; pick another name or reuse the existing brand';
+    END IF;
+    INSERT INTO smslink.brand (name) VALUES (create_brand.name) RETURNING id INTO new_id;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE r.rolname = granted_to
+                  AND NOT pg_catalog.pg_has_role(r.oid, 'smslink_admin', 'USAGE')) THEN
+        INSERT INTO smslink.brand_grant (role_name, brand_id) VALUES (granted_to, new_id);
+    END IF;
+    RETURN new_id;
+END $$;
+
+-- Tenant isolation: row-level security on every table that holds brand data. A role sees the
+-- brands it is granted (smslink.grant_brand), directly or through a role it is a member of;
+-- members of smslink_admin see every brand; the extension owner (and superusers) are not subject
+-- to row-level security at all. A role with no grant sees nothing. The click path, the link feed
+-- and signed postbacks run as the owner (SECURITY DEFINER), so they never evaluate a policy.
+-- Functions run with the caller's privileges, so every report (metrics, attribution,
+-- experiments) shows only the caller's brands; the views are security_invoker for the same reason.
+
+CREATE TABLE smslink.brand_grant (
+    role_name  name NOT NULL,
+    brand_id   bigint NOT NULL REFERENCES smslink.brand (id) ON DELETE CASCADE,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (role_name, brand_id)
+);
+COMMENT ON TABLE smslink.brand_grant IS
+    'Which roles see which brands (smslink.grant_brand, smslink.revoke_brand); a role sees its own grants';
+SELECT pg_catalog.pg_extension_config_dump('smslink.brand_grant', '');
+ALTER TABLE smslink.brand_grant ENABLE ROW LEVEL SECURITY;
+-- By name through pg_roles: a grant left behind by a dropped role matches no one (pg_has_role on
+-- a name that no longer exists would raise in every query of every role).
+CREATE POLICY brand_grant_own ON smslink.brand_grant FOR SELECT
+    USING (pg_catalog.pg_has_role('smslink_admin', 'USAGE')
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                       WHERE r.rolname = brand_grant.role_name
+                         AND pg_catalog.pg_has_role(r.oid, 'USAGE')));
+
+DO $$
+DECLARE
+    t text;
+    -- The brands the current role may see, evaluated once per statement (an uncorrelated
+    -- subquery, hashed), not per row.
+    visible text := '(pg_catalog.pg_has_role(''smslink_admin'', ''USAGE'')
+                      OR %s IN (SELECT g.brand_id FROM smslink.brand_grant g))';
+BEGIN
+    FOREACH t IN ARRAY ARRAY['domain', 'campaign', 'subscriber', 'message', 'link', 'click',
+                             'conversion', 'touchpoint'] LOOP
+        EXECUTE format('ALTER TABLE smslink.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY brand_rows ON smslink.%I USING %s WITH CHECK %s', t,
+                       format(visible, 'brand_id'), format(visible, 'brand_id'));
+    END LOOP;
+    ALTER TABLE smslink.brand ENABLE ROW LEVEL SECURITY;
+    EXECUTE format('CREATE POLICY brand_rows ON smslink.brand USING %s WITH CHECK %s',
+                   format(visible, 'id'), format(visible, 'id'));
+END $$;
+-- Rows of a campaign's children follow the campaign's visibility.
+ALTER TABLE smslink.variant ENABLE ROW LEVEL SECURITY;
+CREATE POLICY brand_rows ON smslink.variant
+    USING (campaign_id IN (SELECT c.id FROM smslink.campaign c))
+    WITH CHECK (campaign_id IN (SELECT c.id FROM smslink.campaign c));
+ALTER TABLE smslink.allocation_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY brand_rows ON smslink.allocation_log
+    USING (campaign_id IN (SELECT c.id FROM smslink.campaign c))
+    WITH CHECK (campaign_id IN (SELECT c.id FROM smslink.campaign c));
+ALTER VIEW smslink.touch SET (security_invoker = true);
+ALTER VIEW smslink.campaign_report SET (security_invoker = true);
+ALTER VIEW smslink.variant_report SET (security_invoker = true);
+
+-- Grants a role the rows of a brand (idempotent: true when the grant is new).
+CREATE FUNCTION smslink.grant_brand(role_name name, brand_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $$
+DECLARE
+    added int;
+BEGIN
+    IF role_name IS NULL OR brand_id IS NULL THEN
+        RAISE EXCEPTION 'grant_brand: role_name and brand_id must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = grant_brand.role_name) THEN
+        RAISE EXCEPTION 'grant_brand: role "%" does not exist', role_name USING ERRCODE = '42704',
+            HINT = 'create the role first (CREATE ROLE ... IN ROLE smslink_analyst, for example)';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM smslink.brand b WHERE b.id = grant_brand.brand_id) THEN
+        RAISE EXCEPTION 'grant_brand: unknown brand %', brand_id USING ERRCODE = 'P0002';
+    END IF;
+    INSERT INTO smslink.brand_grant (role_name, brand_id) VALUES (grant_brand.role_name, grant_brand.brand_id)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added > 0;
+END $$;
+
+-- Takes a brand's rows away from a role (true when there was a grant).
+CREATE FUNCTION smslink.revoke_brand(role_name name, brand_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $$
+DECLARE
+    removed int;
+BEGIN
+    IF role_name IS NULL OR brand_id IS NULL THEN
+        RAISE EXCEPTION 'revoke_brand: role_name and brand_id must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    DELETE FROM smslink.brand_grant g
+     WHERE g.role_name = revoke_brand.role_name AND g.brand_id = revoke_brand.brand_id;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    RETURN removed > 0;
+END $$;
+
+COMMENT ON FUNCTION smslink.create_brand(text, name) IS 'Creates a brand (tenant); returns its id. The creating role (granted_to) is granted its rows.';
+COMMENT ON FUNCTION smslink.grant_brand(name, bigint) IS 'Grants a role the rows of a brand (row-level security); true when the grant is new.';
+COMMENT ON FUNCTION smslink.revoke_brand(name, bigint) IS 'Takes a brand''s rows away from a role; true when there was a grant.';
+
 ------------------------------------------------------------------------------------------------
 -- search_path is pinned on every function that runs SQL (CVE-2018-1058: a lookalike object in
 -- a schema earlier in the caller's path must not be picked up). pg_catalog comes first, then
@@ -402,7 +528,8 @@ DECLARE
                      "variant_stats", "incrementality", "global_incrementality", "allocation",
                      "in_holdout", "in_global_holdout", "holdout_group", "classify", "ua_os",
                      "sms_segments", "is_http_url"],
- "smslink_admin": ["rotate_token_key", "rotate_postback_secret", "token_for", "ensure_partitions",
+ "smslink_admin": ["grant_brand", "revoke_brand",
+                   "rotate_token_key", "rotate_postback_secret", "token_for", "ensure_partitions",
                    "reclassify", "classify_hit", "snapshot_rejections", "classifier_rule_check"]
 }';
     r text;
@@ -421,7 +548,7 @@ END $$;
 -- credentials: smslink.link is readable without its token column.
 GRANT SELECT ON smslink.brand, smslink.domain, smslink.campaign, smslink.variant,
       smslink.subscriber, smslink.message, smslink.click, smslink.conversion, smslink.touchpoint,
-      smslink.allocation_log, smslink.classifier_rule, smslink.ip_range, smslink.link_tombstone,
+      smslink.allocation_log, smslink.classifier_rule, smslink.ip_range,
       smslink.rejection_snapshot, smslink.touch, smslink.campaign_report, smslink.variant_report,
       smslink.link_info
    TO smslink_analyst;
@@ -444,3 +571,5 @@ GRANT INSERT, UPDATE, DELETE ON smslink.classifier_rule, smslink.ip_range TO sms
 GRANT USAGE ON SEQUENCE smslink.classifier_rule_id_seq, smslink.ip_range_id_seq TO smslink_admin;
 GRANT UPDATE ON smslink.click TO smslink_admin;
 GRANT INSERT, UPDATE ON smslink.rejection_snapshot TO smslink_admin;
+-- Row-level security reads the caller's brand grants (each role sees its own).
+GRANT SELECT ON smslink.brand_grant TO smslink_app, smslink_analyst, smslink_admin;

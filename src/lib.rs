@@ -50,6 +50,13 @@ extension_sql_file!(
 // The edge click path: the link feed for the proxy's cache, click-id leases, request ids.
 extension_sql_file!("../sql/edge.sql", name = "edge", requires = ["schema"]);
 
+// Tenant isolation: row-level security by brand, over every table and view made above.
+extension_sql_file!(
+    "../sql/tenancy.sql",
+    name = "tenancy",
+    requires = ["schema", "metrics", "edge"]
+);
+
 /// Registers the extension's settings when the library loads.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -105,6 +105,8 @@ SET ROLE regress_app;
 SELECT smslink.record_conversion(:lp_brand, '+15557770001', 'purchase', 25, 'USD', now(), 'lp-order-1') > 0 AS converted;
 RESET ROLE;
 
+-- (analysts see the brands they are granted: sql/tenancy.sql)
+SELECT smslink.grant_brand('regress_analyst', :lp_brand) AS analyst_granted;
 SET ROLE regress_analyst;
 SELECT delivered, unique_clicks, conversions FROM smslink.campaign_metrics(ARRAY[:lp_campaign]::bigint[]);
 SELECT count(*) AS credited FROM smslink.attribute('last_click', now() - interval '1 day', now() + interval '1 day') a
