@@ -1,17 +1,6 @@
 -- Runs last: grants, function settings, and descriptions.
 SELECT smslink.rotate_token_key();
-REVOKE EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION smslink.track_click(text, text, text, text, inet, text, jsonb, timestamptz) TO smslink_proxy;
-REVOKE EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION smslink.track_clicks(text[], text[], text[], text[], text[], text[], jsonb[], timestamptz, uuid[]) TO smslink_proxy;
-REVOKE EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION smslink.ingest_clicks(uuid[], bigint[], timestamptz[], text[], text[], text[], text[], text[], text[], jsonb[], bigint[], bigint[]) TO smslink_proxy;
--- Postback secrets: only the owner rotates them or signs with them; the proxy records signed
--- postbacks and nothing else.
-REVOKE EXECUTE ON FUNCTION smslink.rotate_postback_secret(bigint) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION smslink.sign_postback(bigint, jsonb) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION smslink.record_postback(text[], text[], text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION smslink.record_postback(text[], text[], text) TO smslink_proxy;
+-- Who may execute what is decided in one place, the role map at the end of this file.
 -- The hot path's plans are cached per session. A month's click partition starts empty, and until
 -- autovacuum analyzes it a cached plan could scan it sequentially for every click while it fills
 -- at thousands of rows a second. Index scans are always right here (every lookup is by key,

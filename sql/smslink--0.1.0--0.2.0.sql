@@ -393,9 +393,9 @@ CREATE POLICY brand_grant_own ON smslink.brand_grant FOR SELECT
 DO $$
 DECLARE
     t text;
-    -- The brands the current role may see, evaluated once per statement (an uncorrelated
-    -- subquery, hashed), not per row.
-    visible text := '(pg_catalog.pg_has_role(''smslink_admin'', ''USAGE'')
+    -- The brands the current role may see, evaluated once per statement (an initplan and an
+    -- uncorrelated, hashed subquery), not per row.
+    visible text := '((SELECT pg_catalog.pg_has_role(''smslink_admin'', ''USAGE''))
                       OR %s IN (SELECT g.brand_id FROM smslink.brand_grant g))';
 BEGIN
     FOREACH t IN ARRAY ARRAY['domain', 'campaign', 'subscriber', 'message', 'link', 'click',

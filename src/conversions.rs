@@ -49,18 +49,8 @@ fn check<T>(r: Result<T, String>, function: &str) -> T {
 }
 
 /// Rejects a time more than the tolerance in the future.
-fn not_future(c: &pgrx::spi::SpiClient<'_>, at: TimestampWithTimeZone, function: &str) {
-    let future = c
-        .select(
-            "SELECT $1 > now() + make_interval(secs => $2)",
-            None,
-            &[at.into(), rules::FUTURE_TOLERANCE_SECONDS.into()],
-        )
-        .spi()
-        .first()
-        .get_one::<bool>()
-        .spi()
-        .unwrap_or(false);
+fn not_future(at: TimestampWithTimeZone, function: &str) {
+    let future = crate::seconds_ahead_of_now(at) > rules::FUTURE_TOLERANCE_SECONDS;
     if future {
         raise_hint(
             PgSqlErrorCode::ERRCODE_INVALID_DATETIME_FORMAT,
@@ -189,7 +179,7 @@ fn record_conversion(
         );
     }
     Spi::connect_mut(|c| {
-        not_future(c, occurred_at, F);
+        not_future(occurred_at, F);
         let subscriber_id = subscriber(c, brand_id, key, F);
         if let Some(click) = click_id {
             let owner = c
@@ -291,7 +281,7 @@ fn record_touchpoint(
         F,
     );
     Spi::connect_mut(|c| {
-        not_future(c, occurred_at, F);
+        not_future(occurred_at, F);
         let subscriber_id = subscriber(c, brand_id, key, F);
         let inserted = c
             .update(

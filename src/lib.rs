@@ -57,6 +57,14 @@ extension_sql_file!(
     requires = ["schema", "metrics", "edge"]
 );
 
+/// How many seconds `at` lies ahead of the current transaction's start (`now()`); negative in
+/// the past. The clock-skew checks of clicks and conversions read it, without a query.
+pub(crate) fn seconds_ahead_of_now(at: TimestampWithTimeZone) -> f64 {
+    // SAFETY: reads the current transaction's start time; no side effects.
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    at.into_inner().saturating_sub(now) as f64 / 1e6
+}
+
 /// Registers the extension's settings when the library loads.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -906,20 +906,22 @@ fn ingest_clicks<'a>(
 }
 
 /// How far ahead of the database's clock a click's time may be (the proxy's clock drifting), in
-/// seconds. A click cannot have happened in the future: a time further ahead is refused, so that
-/// a wrong clock cannot put clicks into next month's partition or before their delivery.
-pub const CLOCK_SKEW_SECONDS: i64 = 300;
+/// seconds: the same tolerance as for conversions. A click cannot have happened in the future: a
+/// time further ahead is refused, so that a wrong clock cannot put clicks into next month's
+/// partition or before their delivery.
+pub const CLOCK_SKEW_SECONDS: f64 = smslink_core::conversion::FUTURE_TOLERANCE_SECONDS;
 
 /// Raises 22023 when `at` is more than [`CLOCK_SKEW_SECONDS`] ahead of the transaction's start.
 fn not_ahead(function: &str, what: &str, at: Option<TimestampWithTimeZone>) {
     let Some(at) = at else { return };
-    // SAFETY: reads the current transaction's start time; no side effects.
-    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    let ahead = at.into_inner().saturating_sub(now) / 1_000_000;
+    let ahead = crate::seconds_ahead_of_now(at);
     if ahead > CLOCK_SKEW_SECONDS {
         crate::errors::raise_hint(
             crate::errors::INVALID_PARAMETER,
-            format!("{function}: {what} is {ahead} s ahead of the database's clock"),
+            format!(
+                "{function}: {what} is {} s ahead of the database's clock",
+                ahead.trunc()
+            ),
             format!(
                 "pass the time the request arrived; up to {CLOCK_SKEW_SECONDS} s ahead is accepted for clock skew (synchronise the proxy's clock)"
             ),
