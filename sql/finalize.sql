@@ -150,7 +150,8 @@ DECLARE
                      "variant_stats", "incrementality", "global_incrementality", "allocation",
                      "in_holdout", "in_global_holdout", "holdout_group", "classify", "ua_os",
                      "sms_segments", "is_http_url"],
- "smslink_admin": ["grant_brand", "revoke_brand",
+ "smslink_admin": ["grant_brand", "revoke_brand", "apply_retention", "forget_subscriber",
+                   "set_privacy_policy", "anonymise_ip",
                    "rotate_token_key", "rotate_postback_secret", "token_for", "ensure_partitions",
                    "reclassify", "classify_hit", "snapshot_rejections", "classifier_rule_check"]
 }';
@@ -172,17 +173,25 @@ GRANT SELECT ON smslink.brand, smslink.domain, smslink.campaign, smslink.variant
       smslink.subscriber, smslink.message, smslink.click, smslink.conversion, smslink.touchpoint,
       smslink.allocation_log, smslink.classifier_rule, smslink.ip_range,
       smslink.rejection_snapshot, smslink.touch, smslink.campaign_report, smslink.variant_report,
-      smslink.link_info
+      smslink.link_info, smslink.click_rollup, smslink.click_fact
    TO smslink_analyst;
 GRANT SELECT (id, brand_id, message_id, domain_id, position, kind, destination, expires_at,
               fallback_url, created_at, feed_xid) ON smslink.link TO smslink_analyst;
 -- The sending application creates brands, domains, campaigns, messages and links, and records
 -- receipts, conversions, touches and allocations.
-GRANT SELECT, INSERT, UPDATE ON smslink.brand, smslink.domain, smslink.campaign, smslink.variant,
+GRANT SELECT, INSERT, UPDATE ON smslink.domain, smslink.campaign, smslink.variant,
       smslink.subscriber, smslink.message, smslink.link, smslink.conversion, smslink.touchpoint,
       smslink.allocation_log
    TO smslink_app;
-GRANT SELECT ON smslink.click, smslink.classifier_rule, smslink.ip_range TO smslink_app;
+GRANT SELECT ON smslink.click, smslink.click_rollup, smslink.click_fact, smslink.classifier_rule,
+      smslink.ip_range
+   TO smslink_app;
+-- Brands: not the privacy policy (retention and anonymisation are the administrator's, through
+-- smslink.set_privacy_policy), nor apply_retention's progress.
+REVOKE UPDATE ON smslink.brand FROM smslink_app;
+GRANT SELECT, INSERT ON smslink.brand TO smslink_app;
+GRANT UPDATE (name, optout_url_pattern, fallback_url, global_holdout_fraction) ON smslink.brand
+   TO smslink_app;
 GRANT USAGE ON SEQUENCE smslink.brand_id_seq, smslink.domain_id_seq, smslink.campaign_id_seq,
       smslink.variant_id_seq, smslink.subscriber_id_seq, smslink.message_id_seq,
       smslink.link_id_seq, smslink.conversion_id_seq, smslink.touchpoint_id_seq
@@ -193,5 +202,7 @@ GRANT INSERT, UPDATE, DELETE ON smslink.classifier_rule, smslink.ip_range TO sms
 GRANT USAGE ON SEQUENCE smslink.classifier_rule_id_seq, smslink.ip_range_id_seq TO smslink_admin;
 GRANT UPDATE ON smslink.click TO smslink_admin;
 GRANT INSERT, UPDATE ON smslink.rejection_snapshot TO smslink_admin;
+-- The record of erasures (no personal data) is the administrator's.
+GRANT SELECT ON smslink.erasure TO smslink_admin;
 -- Row-level security reads the caller's brand grants (each role sees its own).
 GRANT SELECT ON smslink.brand_grant TO smslink_app, smslink_analyst, smslink_admin;

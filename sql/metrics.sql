@@ -67,7 +67,7 @@ BEGIN
         WHEN 'day' THEN
             msg_key := format('((coalesce(m.delivered_at, m.failed_at, m.sent_at) AT TIME ZONE %L)::date)::text', time_zone);
         WHEN 'device' THEN click_key := 'c.device';
-        WHEN 'os' THEN click_key := 'smslink.ua_os(c.user_agent)';
+        WHEN 'os' THEN click_key := 'c.os';
         WHEN 'link_kind' THEN click_key := 'c.link_kind';
         ELSE
             RAISE EXCEPTION 'metrics: unknown dimension "%"', dimension USING ERRCODE = '22023',
@@ -110,20 +110,21 @@ WITH msg_c AS (
     -- The time span the scope's conversions can fall in: from the first send to the last
     -- delivery or click plus the click window (read in the same pass as the counts).
     SELECT coalesce(min(msg.lo), now()) AS lo,
-           coalesce(greatest(max(msg.hi), (SELECT max(c.clicked_at) FROM smslink.click c WHERE c.campaign_id = ANY(%9$s)))
+           coalesce(greatest(max(msg.hi), (SELECT max(c.last_at) FROM smslink.click_fact c WHERE c.campaign_id = ANY(%9$s)))
                     + $4 + interval '1 microsecond', now()) AS hi
       FROM msg
 ), per_message AS (
-    -- One row per clicked message (per click group for click-level dimensions).
+    -- One row per clicked message (per click group for click-level dimensions), from click
+    -- rows and from the rollup of clicks past retention alike.
     SELECT c.message_id, %4$s AS cg,
-           count(*) FILTER (WHERE c.class = ANY($1) AND c.link_kind <> 'optout') AS clicks,
-           min(c.clicked_at) FILTER (WHERE c.class = ANY($1) AND c.link_kind <> 'optout') AS first_at,
-           count(*) FILTER (WHERE c.class = 'human') AS human,
-           count(*) FILTER (WHERE c.class = 'preview') AS preview,
-           count(*) FILTER (WHERE c.class = 'bot') AS bot,
-           count(*) FILTER (WHERE c.class = 'scanner') AS scanner,
-           count(*) FILTER (WHERE c.class = 'suspect') AS suspect
-      FROM smslink.click c
+           sum(c.hits) FILTER (WHERE c.class = ANY($1) AND c.link_kind <> 'optout') AS clicks,
+           min(c.first_at) FILTER (WHERE c.class = ANY($1) AND c.link_kind <> 'optout') AS first_at,
+           sum(c.hits) FILTER (WHERE c.class = 'human') AS human,
+           sum(c.hits) FILTER (WHERE c.class = 'preview') AS preview,
+           sum(c.hits) FILTER (WHERE c.class = 'bot') AS bot,
+           sum(c.hits) FILTER (WHERE c.class = 'scanner') AS scanner,
+           sum(c.hits) FILTER (WHERE c.class = 'suspect') AS suspect
+      FROM smslink.click_fact c
      WHERE c.campaign_id = ANY(%9$s)
      GROUP BY 1, 2
 ), clk AS (
@@ -145,8 +146,7 @@ WITH msg_c AS (
            count(DISTINCT a.message_id) FILTER (WHERE a.click_id IS NOT NULL) AS clickers_converted,
            sum(a.credit) AS conversions, sum(a.revenue) AS revenue
       FROM smslink.attribute($3, (SELECT span.lo FROM span), (SELECT span.hi FROM span), $4) a
-      JOIN smslink.message m ON m.id = a.message_id %2$s
-      LEFT JOIN smslink.click c ON %6$s
+      JOIN smslink.message m ON m.id = a.message_id %2$s %6$s
      WHERE a.campaign_id = ANY(%9$s) AND %3$s
      GROUP BY 1
 ), opt AS (
@@ -196,8 +196,15 @@ $q$,
         coalesce(click_key, 'NULL::text'),                    -- 4
         CASE WHEN click_key IS NULL THEN 'NULL::text'
              ELSE format('coalesce(%s, ''(view-through)'')', click_key) END,                  -- 5
-        CASE WHEN click_key IS NULL THEN 'false'
-             ELSE 'c.id = a.click_id AND c.clicked_at = a.touch_at' END,                       -- 6
+        -- the credited click's group (device, OS, link kind), from its row or its rollup group
+        CASE WHEN click_key IS NULL THEN ''
+             ELSE 'LEFT JOIN LATERAL (
+                       SELECT k.device, coalesce(k.os, smslink.ua_os(k.user_agent)) AS os, k.link_kind
+                         FROM smslink.click k WHERE k.id = a.click_id AND k.clicked_at = a.touch_at
+                       UNION ALL
+                       SELECT r.device, r.os, r.link_kind FROM smslink.click_rollup r
+                        WHERE r.message_id = a.message_id AND a.click_id = ANY (r.touch_ids)
+                       LIMIT 1) c ON true' END,                                                -- 6
         CASE WHEN click_key IS NULL THEN 'true' ELSE 'false' END,                              -- 7
         CASE WHEN click_key IS NULL THEN 't.g = k.g' ELSE 'true' END,                          -- 8
         '$2')                                                                                  -- 9
@@ -316,9 +323,10 @@ BEGIN
     ), clicks AS (
         SELECT l.position, l.kind,
                count(DISTINCT c.message_id) FILTER (WHERE c.class = ANY(classes)) AS unique_clicks,
-               count(*) FILTER (WHERE c.class = ANY(classes)) AS total_clicks,
-               count(*) AS hits, count(*) FILTER (WHERE c.class <> 'human') AS non_human
-          FROM smslink.click c JOIN smslink.link l ON l.id = c.link_id
+               coalesce(sum(c.hits) FILTER (WHERE c.class = ANY(classes)), 0)::bigint AS total_clicks,
+               sum(c.hits)::bigint AS hits,
+               coalesce(sum(c.hits) FILTER (WHERE c.class <> 'human'), 0)::bigint AS non_human
+          FROM smslink.click_fact c JOIN smslink.link l ON l.id = c.link_id
          WHERE c.campaign_id = link_metrics.campaign_id
          GROUP BY 1, 2
     )
@@ -359,8 +367,8 @@ BEGIN
     RETURN QUERY
     WITH first AS (
         -- Each message's first counted click on a non-opt-out link, against its delivery.
-        SELECT greatest(0, extract(epoch FROM min(c.clicked_at) - min(m.delivered_at)))::float8 AS s
-          FROM smslink.click c JOIN smslink.message m ON m.id = c.message_id
+        SELECT greatest(0, extract(epoch FROM min(c.first_at) - min(m.delivered_at)))::float8 AS s
+          FROM smslink.click_fact c JOIN smslink.message m ON m.id = c.message_id
          WHERE c.campaign_id = time_to_click.campaign_id AND c.class = ANY(classes)
            AND c.link_kind <> 'optout' AND m.delivered_at IS NOT NULL
          GROUP BY c.message_id

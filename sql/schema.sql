@@ -237,27 +237,7 @@ CREATE TABLE smslink.touchpoint (
 );
 CREATE INDEX touchpoint_subscriber_idx ON smslink.touchpoint (subscriber_id, occurred_at);
 
--- Every touch the attribution models see, without copying a row: SMS human clicks on links that
--- are not opt-out links are 'click' touches, SMS deliveries are 'view' touches, and the other
--- channels' touchpoints are what they say. Filters on subscriber_id and touch_at reach each
--- branch's index.
-CREATE VIEW smslink.touch AS
-SELECT 'sms'::text AS channel, 'click'::text AS kind, c.brand_id, c.subscriber_id,
-       c.clicked_at AS touch_at, c.campaign_id, c.variant_id, c.message_id, c.id AS click_id,
-       NULL::text AS campaign_ref, c.id AS source_id
-  FROM smslink.click c
- WHERE c.class = 'human' AND c.link_kind <> 'optout'
-UNION ALL
-SELECT 'sms', 'view', m.brand_id, m.subscriber_id, m.delivered_at, m.campaign_id, m.variant_id,
-       m.id, NULL::bigint, NULL::text, m.id
-  FROM smslink.message m
- WHERE m.delivered_at IS NOT NULL AND NOT m.is_holdout
-UNION ALL
-SELECT t.channel, t.kind, t.brand_id, t.subscriber_id, t.occurred_at, NULL::bigint, NULL::bigint,
-       NULL::bigint, NULL::bigint, t.campaign_ref, t.id
-  FROM smslink.touchpoint t;
-COMMENT ON VIEW smslink.touch IS
-    'Attribution touches: SMS human clicks on non-opt-out links (click), SMS deliveries (view), and touchpoints from other channels.';
+-- The attribution touch view, smslink.touch, is in sql/privacy.sql (it reads the click rollup).
 
 -- Every allocation epoch of every campaign, frozen: which variant owns which of the 10,000
 -- subscriber buckets, and the counts the weights came from. Any send can be audited: recompute

@@ -51,7 +51,6 @@ ALTER TABLE smslink.allocation_log ENABLE ROW LEVEL SECURITY;
 CREATE POLICY brand_rows ON smslink.allocation_log
     USING (campaign_id IN (SELECT c.id FROM smslink.campaign c))
     WITH CHECK (campaign_id IN (SELECT c.id FROM smslink.campaign c));
-ALTER VIEW smslink.touch SET (security_invoker = true);
 ALTER VIEW smslink.campaign_report SET (security_invoker = true);
 ALTER VIEW smslink.variant_report SET (security_invoker = true);
 

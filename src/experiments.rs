@@ -1,7 +1,7 @@
 //! Experiments in SQL: `smslink.variant_stats`, the statistics of a campaign's variants
 //! (`smslink_core::stats`), on the numbers `smslink.variant_metrics` reports.
 
-use crate::errors::{raise, raise_hint, SpiOk, INVALID_PARAMETER, NULL_VALUE};
+use crate::errors::{raise, raise_hint, SpiOk, INVALID_PARAMETER, NULL_VALUE, WRONG_STATE};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use smslink_core::stats::{compare, Arm, Options};
@@ -181,7 +181,7 @@ fn bandit_counts(
                   now() + interval '1 second', '24 hours') a
           WHERE a.campaign_id = $1 AND a.click_id IS NOT NULL GROUP BY 1"
     } else {
-        "SELECT k.variant_id, count(DISTINCT k.message_id) AS s FROM smslink.click k
+        "SELECT k.variant_id, count(DISTINCT k.message_id) AS s FROM smslink.click_fact k
           WHERE k.campaign_id = $1 AND k.class = 'human' AND k.link_kind <> 'optout' GROUP BY 1"
     };
     let sql = format!(
@@ -378,6 +378,7 @@ fn choose_variant(
             "choose_variant: campaign_id and subscriber_key must not be NULL",
         );
     };
+    refuse_opted_out(campaign_id, key, at);
     let cached = ALLOCATIONS.with(|a| {
         a.borrow().get(&campaign_id).and_then(|x| {
             (x.checked.elapsed() < RECHECK).then(|| (x.epoch, x.variants.clone(), x.bounds.clone()))
@@ -404,6 +405,27 @@ fn choose_variant(
     let b = smslink_core::bandit::bucket(campaign_id, i64::from(epoch), key);
     let i = smslink_core::bandit::variant_of(&bounds, b);
     variants.get(i).cloned().unwrap_or_default()
+}
+
+/// Opted-out subscribers are not targeted: a marketing campaign allocates no variant to a
+/// subscriber who had opted out by the send time (their history stays in every report).
+fn refuse_opted_out(campaign_id: i64, key: &str, at: Option<TimestampWithTimeZone>) {
+    let opted_out: Option<String> = Spi::get_one_with_args(
+        // (a scalar subquery: always one row, NULL when the subscriber may be targeted)
+        "SELECT (SELECT s.opted_out_at::text FROM smslink.campaign c
+                   JOIN smslink.subscriber s ON s.brand_id = c.brand_id AND s.external_key = $2
+                  WHERE c.id = $1 AND c.purpose = 'marketing'
+                    AND s.opted_out_at <= coalesce($3, now()))",
+        &[campaign_id.into(), key.into(), at.into()],
+    )
+    .spi();
+    if let Some(when) = opted_out {
+        raise_hint(
+            WRONG_STATE,
+            format!("choose_variant: subscriber \"{key}\" opted out at {when}; marketing campaigns do not target them"),
+            "opted-out subscribers receive no marketing messages (smslink.subscriber.opted_out_at)",
+        );
+    }
 }
 
 /// Switches a campaign between `fixed` shares (`weights` maps variant keys to shares; NULL is

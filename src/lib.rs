@@ -77,6 +77,14 @@ pub extern "C-unwind" fn _PG_init() {
     classify::init_gucs();
 }
 
+// The privacy lifecycle: retention settings, anonymisation, the click rollup, erasure, and the
+// attribution touch view (which reads the rollup).
+extension_sql_file!(
+    "../sql/privacy.sql",
+    name = "privacy",
+    requires = ["schema", "metrics", "edge", "tenancy", metrics::ua_os]
+);
+
 // The first token key is generated inside the database when the extension is created.
 // track_click and track_clicks are SECURITY DEFINER: only the owner and the proxy's role may
 // execute them.

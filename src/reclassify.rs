@@ -4,7 +4,9 @@
 //! same signals the hot path uses, computed from the hits stored before each click) and one
 //! UPDATE of the clicks whose verdict changed. Messages that gained or lost a human click then
 //! get `is_first` and `first_click_at` recomputed under a row lock (in id order, as the hot path
-//! locks), so that a click arriving meanwhile is counted exactly once.
+//! locks), so that a click arriving meanwhile is counted exactly once. Anonymised clicks
+//! (`smslink.apply_retention`, `smslink.forget_subscriber`) keep their verdict: the evidence it
+//! was made from is gone.
 
 use crate::classify::{
     context_of, context_sql, judge, refresh_classifier, thresholds, CONTEXT_COLUMNS,
@@ -28,6 +30,7 @@ fn batch_sql() -> String {
            c.user_agent, c.referrer, c.headers, c.class, c.reasons
       FROM smslink.click c LEFT JOIN smslink.message m ON m.id = c.message_id
      WHERE c.clicked_at >= $1 AND c.clicked_at < $2 AND (c.clicked_at, c.id) > ($3, $4)
+       AND c.anonymised_at IS NULL
      ORDER BY c.clicked_at, c.id
      LIMIT $5
 )
@@ -55,12 +58,19 @@ const UPDATE: &str = "UPDATE smslink.click c
 const LOCK: &str =
     "SELECT id FROM smslink.message WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
 
-const FIRSTS: &str = "WITH f AS (
-    SELECT u.id AS message_id, h.id AS click_id, h.clicked_at
+const FIRSTS: &str = "WITH f0 AS (
+    SELECT u.id AS message_id, h.id AS click_id, h.clicked_at,
+           (SELECT min(r.first_at) FROM smslink.click_rollup r
+             WHERE r.message_id = u.id AND r.class = 'human') AS folded_at
       FROM unnest($1::int8[]) AS u(id)
       LEFT JOIN LATERAL (SELECT c.id, c.clicked_at FROM smslink.click c
                           WHERE c.message_id = u.id AND c.class = 'human'
                           ORDER BY c.clicked_at, c.id LIMIT 1) h ON true
+), f AS (
+    -- A first click folded into the rollup (past retention) stays the first: no row is marked.
+    SELECT message_id, CASE WHEN folded_at <= clicked_at THEN NULL ELSE click_id END AS click_id,
+           least(folded_at, clicked_at) AS clicked_at
+      FROM f0
 ), m AS (
     UPDATE smslink.message m SET first_click_at = f.clicked_at
       FROM f WHERE m.id = f.message_id AND m.first_click_at IS DISTINCT FROM f.clicked_at

@@ -467,4 +467,282 @@ mod tests {
             }
         }
     }
+
+    /// A random history over 30 months for two brands with different privacy policies: real
+    /// links (a call to action and an opt-out link per message), clicks of every class, device
+    /// and OS with addresses, user agents, referrers and headers, conversions and touchpoints.
+    fn privacy_history(seed: f64) {
+        Spi::run(&format!(
+            "SELECT setseed({seed});
+             SELECT smslink.create_brand(n) FROM unnest(ARRAY['Keep', 'Short']) n;
+             UPDATE smslink.brand SET optout_url_pattern = '/stop$';
+             SELECT smslink.set_privacy_policy((SELECT id FROM smslink.brand WHERE name = 'Short'), '12 months', '30 days');
+             SELECT smslink.add_domain(b.id, lower(b.name) || '.privacy.test') FROM smslink.brand b;
+             SELECT smslink.create_campaign(b.id, b.name || i, '{{A,B}}') FROM smslink.brand b, generate_series(1, 2) i;
+             SELECT count(*) FROM smslink.campaign c, smslink.variant v,
+                    smslink.prepare_messages(c.id, v.key,
+                        ARRAY(SELECT c.brand_id || '-' || v.key || '-' || g FROM generate_series(1, 45) g),
+                        'Sale https://shop.example/p?c={{campaign}} stop https://opt.example/stop') p
+              WHERE v.campaign_id = c.id;
+             UPDATE smslink.subscriber SET segments = (ARRAY['{{vip}}', '{{new}}', '{{}}', '{{vip,new}}'])[1 + floor(random() * 4)::int]::text[];
+             SELECT smslink.mark_delivered(array_agg(id ORDER BY id),
+                    array_agg(timestamptz '2024-01-01' + random() * interval '1000 days' ORDER BY id))
+               FROM smslink.message WHERE random() < 0.9;
+             INSERT INTO smslink.click (clicked_at, brand_id, campaign_id, variant_id, message_id, subscriber_id, link_id,
+                                        link_kind, method, ip, user_agent, referrer, headers, device, class)
+             SELECT m.delivered_at + CASE WHEN random() < 0.8 THEN random() * interval '6 hours' ELSE random() * interval '40 days' END,
+                    m.brand_id, m.campaign_id, m.variant_id, m.id, m.subscriber_id, l.id, l.kind, 'GET',
+                    CASE WHEN random() < 0.7 THEN ('203.0.' || floor(random() * 250)::int || '.' || floor(random() * 250)::int)::inet
+                         ELSE ('2001:db8:' || floor(random() * 999)::int || ':1:2:3:4:' || floor(random() * 999)::int)::inet END,
+                    (ARRAY['Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1',
+                           'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36',
+                           'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36',
+                           'curl/8.4.0'])[1 + floor(random() * 4)::int],
+                    'https://ref.example/' || floor(random() * 10)::int, jsonb_build_object('accept-language', 'en'),
+                    (ARRAY['mobile', 'mobile', 'tablet', 'desktop', NULL])[1 + floor(random() * 5)::int],
+                    (ARRAY['human', 'human', 'human', 'preview', 'bot', 'scanner', 'suspect'])[1 + floor(random() * 7)::int]
+               FROM smslink.message m JOIN smslink.link l ON l.message_id = m.id, generate_series(1, 3)
+              WHERE m.delivered_at IS NOT NULL AND random() < CASE WHEN l.kind = 'optout' THEN 0.05 ELSE 0.45 END;
+             SELECT count(*) FROM smslink.ensure_partitions('0 months');
+             INSERT INTO smslink.conversion (brand_id, subscriber_id, event, value, currency, occurred_at, external_id)
+             SELECT k.brand_id, k.subscriber_id, 'purchase', round((random() * 100)::numeric, 2), 'USD',
+                    k.clicked_at + random() * interval '30 hours', 'o-' || k.id
+               FROM smslink.click k WHERE random() < 0.25;
+             INSERT INTO smslink.touchpoint (brand_id, subscriber_id, channel, kind, occurred_at, campaign_ref, external_id)
+             SELECT v.brand_id, v.subscriber_id, 'email', 'click', v.occurred_at - random() * interval '10 hours', 'newsletter', 'e-' || v.id
+               FROM smslink.conversion v WHERE random() < 0.4;
+             UPDATE smslink.subscriber SET opted_out_at = m.delivered_at + interval '1 hour'
+               FROM smslink.message m WHERE m.subscriber_id = subscriber.id AND m.delivered_at IS NOT NULL AND random() < 0.04;"
+        ))
+        .expect("privacy history");
+    }
+
+    /// Every report over the whole history, as one text (rows sorted).
+    fn reports() -> Vec<(&'static str, String)> {
+        let queries = [
+            ("campaign_metrics", "SELECT * FROM smslink.campaign_metrics()"),
+            ("campaign_metrics, more classes", "SELECT * FROM smslink.campaign_metrics(include_classes => '{human,preview,suspect}')"),
+            ("campaign_metrics, linear 7 days", "SELECT * FROM smslink.campaign_metrics(attribution_model => 'linear', click_window => '7 days')"),
+            ("variant_metrics", "SELECT c.id, v.* FROM smslink.campaign c, smslink.variant_metrics(c.id) v"),
+            ("breakdowns", "SELECT c.id, d, b.* FROM smslink.campaign c,
+                 unnest(ARRAY['variant', 'segment', 'device', 'os', 'hour_of_day', 'day_of_week', 'link_kind']) d,
+                 smslink.breakdown(c.id, d, 'Asia/Kolkata') b"),
+            ("link_metrics", "SELECT c.id, l.* FROM smslink.campaign c, smslink.link_metrics(c.id, '{human,bot}') l"),
+            ("time_to_click", "SELECT c.id, t.* FROM smslink.campaign c, smslink.time_to_click(c.id, '10 minutes', '2 days') t WHERE t.clicks > 0"),
+            ("daily_metrics", "SELECT * FROM smslink.daily_metrics('2023-06-01', '2027-01-01')"),
+            ("variant_stats", "SELECT c.id, s.* FROM smslink.campaign c, smslink.variant_stats(c.id) s"),
+            // (every column but the subscriber key, which erasure replaces)
+            ("attribute", "SELECT m, a.conversion_id, a.occurred_at, a.channel, a.campaign_id, a.variant_id,
+                    a.message_id, a.click_id, a.touch_at, a.credit, a.revenue FROM unnest(ARRAY['last_click', 'first_click', 'windowed', 'linear', 'time_decay', 'position_based', 'markov']) m,
+                 smslink.attribute(m, '2023-06-01', '2027-01-01', '3 days') a"),
+        ];
+        queries
+            .iter()
+            .map(|(name, q)| {
+                (
+                    *name,
+                    one_text(&format!(
+                        "SELECT coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '') FROM ({q}) x"
+                    )),
+                )
+            })
+            .collect()
+    }
+
+    fn assert_same_reports(before: &[(&str, String)], after: &[(&str, String)], when: &str) {
+        for ((name, a), (_, b)) in before.iter().zip(after) {
+            assert!(a.len() > 20, "{name} has rows");
+            assert_eq!(a, b, "{name} changed {when}");
+        }
+    }
+
+    /// Retention on generated histories: every report is the same before and after, no address
+    /// older than anonymise_after has host bits, the partitions every brand's policy has passed
+    /// are gone, other rows past their brand's retention are deleted, and a second run does
+    /// nothing.
+    #[pg_test]
+    fn retention_keeps_every_report_exact() {
+        for seed in [0.31, 0.77] {
+            Spi::run(
+                "DELETE FROM smslink.touchpoint; DELETE FROM smslink.conversion; DELETE FROM smslink.click;
+                 DELETE FROM smslink.click_rollup; DELETE FROM smslink.link; DELETE FROM smslink.message;
+                 DELETE FROM smslink.allocation_log; DELETE FROM smslink.variant; DELETE FROM smslink.campaign;
+                 DELETE FROM smslink.subscriber; DELETE FROM smslink.domain; DELETE FROM smslink.brand_grant;
+                 DELETE FROM smslink.brand;",
+            )
+            .expect("clean");
+            privacy_history(seed);
+            let clicks = one_i64("SELECT count(*) FROM smslink.click");
+            assert!(clicks > 300, "history has clicks ({clicks})");
+            let before = reports();
+            let at = "timestamptz '2026-11-15 00:00:00+00'";
+            let actions = one_text(&format!(
+                "SELECT string_agg(action || ' ' || relation || ' ' || coalesce(brand_id::text, '-') || ' ' || rows, E'\\n')
+                   FROM smslink.apply_retention({at})"
+            ));
+            assert!(actions.contains("anonymised smslink.click"), "{actions}");
+            assert!(
+                actions.contains("partition_dropped smslink.click_2024_01"),
+                "{actions}"
+            );
+            assert!(actions.contains("rows_deleted smslink.click"), "{actions}");
+            assert_same_reports(&before, &reports(), &format!("by retention (seed {seed})"));
+            // Nothing lost: every click is a row or counted in the rollup.
+            assert_eq!(
+                one_i64("SELECT (SELECT count(*) FROM smslink.click) + (SELECT sum(hits) FROM smslink.click_rollup)::bigint"),
+                clicks
+            );
+            // Anonymised: no user agent, referrer, headers or host bits past anonymise_after.
+            assert_eq!(
+                one_i64(&format!(
+                    "SELECT count(*) FROM smslink.click c JOIN smslink.brand b ON b.id = c.brand_id
+                      WHERE c.clicked_at < {at} - b.anonymise_after
+                        AND (c.user_agent IS NOT NULL OR c.referrer IS NOT NULL OR c.headers IS NOT NULL
+                             OR c.ip IS DISTINCT FROM network(set_masklen(c.ip, CASE family(c.ip) WHEN 4 THEN 24 ELSE 48 END))::inet)"
+                )),
+                0
+            );
+            assert!(
+                one_i64(&format!(
+                    "SELECT count(*) FROM smslink.click c WHERE c.anonymised_at IS NOT NULL AND c.ip IS NOT NULL
+                        AND c.clicked_at < {at} - interval '90 days'"
+                )) > 0,
+                "some anonymised clicks keep their network"
+            );
+            // Recent clicks keep their detail.
+            assert!(
+                one_i64(&format!(
+                    "SELECT count(*) FROM smslink.click WHERE clicked_at >= {at} - interval '80 days' AND user_agent IS NOT NULL"
+                )) > 0
+            );
+            // Past retention: no rows, and the partitions every brand's policy has passed are gone.
+            assert_eq!(
+                one_i64(&format!(
+                    "SELECT count(*) FROM smslink.click c JOIN smslink.brand b ON b.id = c.brand_id
+                      WHERE c.clicked_at < {at} - b.click_retention"
+                )),
+                0
+            );
+            assert_eq!(
+                one_i64(
+                    "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                      WHERE i.inhparent = 'smslink.click'::regclass AND c.relname < 'click_2024_11'
+                        AND c.relname <> 'click_default'"
+                ),
+                0
+            );
+            assert!(
+                one_i64("SELECT count(*) FROM pg_class WHERE relname = 'click_2024_11' AND relkind = 'r'")
+                    == 1,
+                "partitions another brand still needs stay"
+            );
+            // A second run finds nothing to do and changes nothing.
+            assert_eq!(
+                one_i64(&format!(
+                    "SELECT count(*) FROM smslink.apply_retention({at})"
+                )),
+                0
+            );
+            assert_eq!(
+                one_i64(&format!(
+                    "SELECT count(*) FROM smslink.apply_retention({at}, full_scan => true)"
+                )),
+                0
+            );
+            assert_same_reports(
+                &before,
+                &reports(),
+                &format!("by a second run (seed {seed})"),
+            );
+        }
+    }
+
+    /// Erasure: afterwards no row of any smslink table holds the subscriber's key (a phone
+    /// number), or the addresses of their clicks; every report is unchanged; a second call is a
+    /// no-op; a later send to the same key starts a fresh subscriber.
+    #[pg_test]
+    fn forget_subscriber_erases_and_keeps_aggregates() {
+        privacy_history(0.42);
+        let phone = "+15550009876";
+        let sid = one_i64(
+            "SELECT m.subscriber_id FROM smslink.message m JOIN smslink.click k ON k.message_id = m.id
+              JOIN smslink.brand b ON b.id = m.brand_id AND b.name = 'Keep'
+             GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
+        );
+        Spi::run(&format!(
+            "UPDATE smslink.subscriber SET external_key = '{phone}' WHERE id = {sid};
+             UPDATE smslink.message SET body = body || ' reply to {phone}', failure_reason = 'rejected {phone}' WHERE subscriber_id = {sid};
+             UPDATE smslink.click SET ip = ('198.18.7.' || (id % 200))::inet, referrer = 'https://r.example/?p={phone}',
+                    headers = jsonb_build_object('x-msisdn', '{phone}'), user_agent = user_agent || ' {phone}'
+              WHERE subscriber_id = {sid};
+             INSERT INTO smslink.conversion (brand_id, subscriber_id, event, value, currency, occurred_at, external_id, properties)
+             SELECT s.brand_id, s.id, 'purchase', 10, 'USD', now() - interval '1 day', 'order-{phone}', jsonb_build_object('phone', '{phone}')
+               FROM smslink.subscriber s WHERE s.id = {sid};
+             INSERT INTO smslink.touchpoint (brand_id, subscriber_id, channel, kind, occurred_at, external_id)
+             SELECT s.brand_id, s.id, 'email', 'view', now() - interval '2 days', 'mail-{phone}' FROM smslink.subscriber s WHERE s.id = {sid};"
+        ))
+        .expect("personal data");
+        let ips: Vec<String> = Spi::connect(|c| {
+            c.select(
+                &format!("SELECT DISTINCT host(ip) FROM smslink.click WHERE subscriber_id = {sid}"),
+                None,
+                &[],
+            )
+            .expect("ips")
+            .map(|r| r.get::<String>(1).expect("ip").expect("not null"))
+            .collect()
+        });
+        assert!(!ips.is_empty());
+        // Where a needle appears: every table of the extension, whole rows as text.
+        let holding = |needle: &str| {
+            one_i64(&format!(
+                "SELECT coalesce(sum(n), 0)::bigint FROM (
+                    SELECT (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s t WHERE t::text LIKE %L',
+                            c.oid::regclass, '%' || '{needle}' || '%'), false, true, '')))[1]::text::bigint AS n
+                      FROM pg_class c WHERE c.relnamespace = 'smslink'::regnamespace AND c.relkind = 'r') x"
+            ))
+        };
+        assert!(holding(phone) > 0, "the history holds the phone number");
+        assert!(holding(&ips[0]) > 0);
+        let before = reports();
+        let brand = one_i64("SELECT id FROM smslink.brand WHERE name = 'Keep'");
+        let changed = one_i64(&format!(
+            "SELECT count(*) FROM smslink.forget_subscriber({brand}, '{phone}') WHERE rows > 0"
+        ));
+        assert_eq!(
+            changed, 5,
+            "clicks, messages, conversions, touchpoints and the subscriber changed"
+        );
+        assert_eq!(holding(phone), 0, "no row holds the phone number");
+        assert_eq!(holding("15550009876"), 0);
+        for ip in &ips {
+            assert_eq!(holding(ip), 0, "no row holds the address {ip}");
+        }
+        assert_same_reports(&before, &reports(), "by erasure");
+        assert_eq!(
+            one_i64(&format!(
+                "SELECT count(*) FROM smslink.erasure WHERE subscriber_id = {sid}"
+            )),
+            1
+        );
+        // Idempotent: nothing to find, nothing changed, nothing recorded.
+        assert_eq!(
+            one_i64(&format!(
+                "SELECT count(*) FROM smslink.forget_subscriber({brand}, '{phone}')"
+            )),
+            0
+        );
+        assert_eq!(one_i64("SELECT count(*) FROM smslink.erasure"), 1);
+        assert_same_reports(&before, &reports(), "by a second erasure");
+        // A later send to the same key is a new subscriber.
+        Spi::run(&format!(
+            "SELECT smslink.prepare_message((SELECT id FROM smslink.campaign WHERE name = 'Keep1'), 'A', '{phone}',
+                    'Hello https://shop.example/again')"
+        ))
+        .expect("send again");
+        let fresh = one_i64(&format!(
+            "SELECT id FROM smslink.subscriber WHERE external_key = '{phone}'"
+        ));
+        assert_ne!(fresh, sid);
+    }
 }
