@@ -1,5 +1,5 @@
 # The entry points named in the README. Each does its own set-up on a fresh Debian 12 machine.
-.PHONY: demo test bench bench-redirect bench-attribution bench-metrics accuracy fuzz
+.PHONY: demo test bench bench-redirect bench-attribution bench-metrics bench-retention accuracy fuzz
 
 demo:   ## build, start a local cluster, prepare and deliver a 10,000-message campaign
 	bash scripts/demo.sh
@@ -18,6 +18,9 @@ bench-attribution:  ## attribute() over a month of a generated 10M-message year 
 
 bench-metrics:  ## the metric functions on the generated history vs hand-written SQL (1M-message campaign)
 	bash scripts/bench-history.sh metrics
+
+bench-retention:  ## apply_retention on a copy of the generated history vs hand-written SQL; metrics identical before and after
+	bash scripts/bench-history.sh retention
 
 accuracy:  ## the click classifier's precision and recall on the evaluation corpus and scenarios
 	cargo test -q -p smslink-core --test accuracy -- --nocapture

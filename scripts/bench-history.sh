@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# `make bench-attribution` and `make bench-metrics`: on a generated year of history, the
-# attribution functions (bench/history/attribution.sql) or the metric functions
-# (bench/history/metrics.sql) against hand-written SQL giving the same answer, timed in the
-# same run.
+# `make bench-attribution`, `make bench-metrics` and `make bench-retention`: on a generated year
+# of history, the attribution functions (bench/history/attribution.sql), the metric functions
+# (bench/history/metrics.sql) or smslink.apply_retention (bench/history/retention.sql, on a copy
+# of the history) against hand-written SQL doing the same work, timed in the same run.
 #
-#   scripts/bench-history.sh attribution|metrics
+#   scripts/bench-history.sh attribution|metrics|retention
 #
 # The history (scale 1: 1 M subscribers, 10 M messages, ~1 M clicks, 100 k conversions, 300 k
 # email touchpoints) lives in database smslink_history and takes a few minutes to generate; it
@@ -25,7 +25,7 @@
 #   SMSLINK_PGPORT, SMSLINK_PGDATA  another cluster (see scripts/common.sh)
 source "$(dirname "$0")/common.sh"
 WHAT="${1:-attribution}"
-case "$WHAT" in attribution|metrics) ;; *) die "usage: scripts/bench-history.sh attribution|metrics" ;; esac
+case "$WHAT" in attribution|metrics|retention) ;; *) die "usage: scripts/bench-history.sh attribution|metrics|retention" ;; esac
 SCALE="${BENCH_SCALE:-1}"
 DB="${BENCH_DB:-smslink_history}"
 FROM="${BENCH_FROM:-2026-06-01 00:00+00}"
@@ -66,6 +66,15 @@ else
   log "reusing the history in $DB (scale $SCALE, generated $(meta generated_at))"
 fi
 
+if [ "$WHAT" = retention ]; then
+  copy="${DB}_retention"
+  log "apply_retention vs hand-written SQL on a copy of $DB ($copy), ${BENCH_ROUNDS:-3} rounds"
+  psql_q -d postgres -c "DROP DATABASE IF EXISTS $copy" -c "CREATE DATABASE $copy TEMPLATE $DB"
+  status=0
+  psql_q -d "$copy" -v rounds="${BENCH_ROUNDS:-3}" -f "$ROOT/bench/history/retention.sql" || status=$?
+  psql_q -d postgres -c "DROP DATABASE IF EXISTS $copy"
+  exit $status
+fi
 if [ "$WHAT" = metrics ]; then
   log "metric functions vs hand-written SQL, $ROUNDS rounds"
   psql_q -d "$DB" -v rounds="$ROUNDS" -f "$ROOT/bench/history/metrics.sql"

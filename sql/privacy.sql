@@ -173,14 +173,13 @@ BEGIN
     RETURN jsonb_build_object('click_retention', keep, 'anonymise_after', anon);
 END $$;
 
--- Internal: folds the click rows `source` selects (a DELETE ... RETURNING * or a SELECT) into
--- smslink.click_rollup, merging with groups already there. Returns the rows folded.
-CREATE FUNCTION smslink._fold_clicks(source text) RETURNS bigint
+-- Internal: folds the click rows `source` selects (a DELETE ... RETURNING or a SELECT of click
+-- rows) into smslink.click_rollup, merging with groups already there. Returns the rows folded
+-- per brand.
+CREATE FUNCTION smslink._fold_clicks(source text) RETURNS TABLE (brand_id bigint, rows bigint)
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    n bigint;
 BEGIN
-    EXECUTE format($q$
+    RETURN QUERY EXECUTE format($q$
 WITH src AS (%s), folded AS (
     INSERT INTO smslink.click_rollup AS r (brand_id, campaign_id, variant_id, message_id,
            subscriber_id, link_id, link_kind, class, device, os, day, hits, first_at, last_at,
@@ -205,27 +204,25 @@ WITH src AS (%s), folded AS (
     RETURNING 1
 )
 -- (a data-modifying WITH runs to completion whether or not it is read)
-SELECT count(*) FROM src$q$, source) INTO n;
-    RETURN n;
+SELECT s.brand_id, count(*)::bigint FROM src s GROUP BY 1 ORDER BY 1$q$, source);
 END $$;
 
 -- Applies every brand's policy as of `at`: anonymises clicks older than anonymise_after, then
 -- folds clicks older than click_retention into smslink.click_rollup and removes them, dropping
 -- whole monthly partitions that every brand's policy has passed and deleting rows elsewhere.
--- Returns one row per action and table. Safe to schedule (pg_cron or any scheduler): one run at
--- a time (a second concurrent run returns a single 'skipped' row), each run does only the work
--- that appeared since the last, and a failed run changes nothing. full_scan re-checks every
--- old click, not only those since the last run (for clicks recorded late with old times).
+-- Returns one row per action and table (and brand). Safe to schedule (pg_cron or any scheduler):
+-- one run at a time (a second concurrent run returns a single 'skipped' row), each run reads
+-- only the clicks since the last run's cut-offs (one pass for all brands, pruned to those
+-- times), and a failed run changes nothing. full_scan re-reads every click older than the
+-- cut-offs (for clicks recorded late with old times).
 CREATE FUNCTION smslink.apply_retention(at timestamptz DEFAULT now(), full_scan boolean DEFAULT false)
 RETURNS TABLE (action text, relation text, brand_id bigint, rows bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $$
 DECLARE
-    b record;
     p record;
     n bigint;
-    anon_cut timestamptz;
-    purge_cut timestamptz;
     lo timestamptz;
+    hi timestamptz;
     global_cut timestamptz;
 BEGIN
     IF at IS NULL OR full_scan IS NULL THEN
@@ -239,30 +236,42 @@ BEGIN
         RETURN QUERY SELECT 'skipped'::text, 'another apply_retention is running'::text, NULL::bigint, 0::bigint;
         RETURN;
     END IF;
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp.smslink_retention_cut (
+        brand_id bigint PRIMARY KEY, anon_lo timestamptz, anon_cut timestamptz,
+        purge_lo timestamptz, purge_cut timestamptz) ON COMMIT DROP;
+    TRUNCATE pg_temp.smslink_retention_cut;
+    INSERT INTO pg_temp.smslink_retention_cut
+    SELECT x.id,
+           CASE WHEN full_scan THEN '-infinity' ELSE coalesce(x.anonymised_through, '-infinity') END,
+           at - x.anonymise_after,
+           CASE WHEN full_scan THEN '-infinity' ELSE coalesce(x.purged_through, '-infinity') END,
+           at - x.click_retention
+      FROM smslink.brand x;
 
-    -- 1. Anonymise, brand by brand, from where the last run stopped.
-    FOR b IN SELECT x.id, x.anonymise_after, x.anonymised_through FROM smslink.brand x ORDER BY x.id LOOP
-        anon_cut := at - b.anonymise_after;
-        lo := CASE WHEN full_scan THEN '-infinity'::timestamptz
-                   ELSE coalesce(b.anonymised_through, '-infinity'::timestamptz) END;
-        CONTINUE WHEN anon_cut <= lo;
-        UPDATE smslink.click c
-           SET os = coalesce(c.os, smslink.ua_os(c.user_agent)),
-               ip = smslink.anonymise_ip(c.ip), user_agent = NULL, referrer = NULL, headers = NULL,
-               anonymised_at = coalesce(c.anonymised_at, now())
-         WHERE c.brand_id = b.id AND c.clicked_at >= lo AND c.clicked_at < anon_cut
-           AND (c.user_agent IS NOT NULL OR c.referrer IS NOT NULL OR c.headers IS NOT NULL
-                OR c.ip IS DISTINCT FROM smslink.anonymise_ip(c.ip));
-        GET DIAGNOSTICS n = ROW_COUNT;
-        UPDATE smslink.brand x SET anonymised_through = greatest(x.anonymised_through, anon_cut)
-         WHERE x.id = b.id;
-        IF n > 0 THEN
-            RETURN QUERY SELECT 'anonymised'::text, 'smslink.click'::text, b.id, n;
-        END IF;
-    END LOOP;
+    -- 1. Anonymise: one pass over the clicks between the brands' last cut-offs and their new ones.
+    SELECT min(k.anon_lo), max(k.anon_cut) INTO lo, hi
+      FROM pg_temp.smslink_retention_cut k WHERE k.anon_cut > k.anon_lo;
+    IF lo IS NOT NULL THEN
+        RETURN QUERY EXECUTE format($q$
+            WITH done AS (
+                UPDATE smslink.click c
+                   SET os = coalesce(c.os, smslink.ua_os(c.user_agent)),
+                       ip = smslink.anonymise_ip(c.ip), user_agent = NULL, referrer = NULL, headers = NULL,
+                       anonymised_at = coalesce(c.anonymised_at, now())
+                  FROM pg_temp.smslink_retention_cut k
+                 WHERE c.brand_id = k.brand_id AND c.clicked_at >= k.anon_lo AND c.clicked_at < k.anon_cut
+                   AND c.clicked_at >= %L AND c.clicked_at < %L
+                   AND (c.user_agent IS NOT NULL OR c.referrer IS NOT NULL OR c.headers IS NOT NULL
+                        OR c.ip IS DISTINCT FROM smslink.anonymise_ip(c.ip))
+                RETURNING c.brand_id)
+            SELECT 'anonymised'::text, 'smslink.click'::text, d.brand_id, count(*)::bigint
+              FROM done d GROUP BY d.brand_id ORDER BY d.brand_id$q$, lo, hi);
+        UPDATE smslink.brand x SET anonymised_through = greatest(x.anonymised_through, k.anon_cut)
+          FROM pg_temp.smslink_retention_cut k WHERE x.id = k.brand_id AND k.anon_cut > k.anon_lo;
+    END IF;
 
     -- 2. Whole partitions that every brand's retention has passed: fold, then drop.
-    SELECT min(at - x.click_retention) INTO global_cut FROM smslink.brand x;
+    SELECT min(k.purge_cut) INTO global_cut FROM pg_temp.smslink_retention_cut k;
     FOR p IN
         SELECT c.oid::regclass AS part, 'smslink.' || c.relname AS name,
                (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS hi
@@ -272,26 +281,25 @@ BEGIN
          ORDER BY 3
     LOOP
         EXIT WHEN global_cut IS NULL OR p.hi IS NULL OR p.hi > global_cut;
-        n := smslink._fold_clicks(format('SELECT * FROM %s', p.part));
+        SELECT coalesce(sum(f.rows), 0) INTO n FROM smslink._fold_clicks(format('SELECT * FROM %s', p.part)) f;
         EXECUTE format('DROP TABLE %s', p.part);
         RETURN QUERY SELECT 'partition_dropped'::text, p.name, NULL::bigint, n;
     END LOOP;
 
     -- 3. Rows elsewhere (partitions other brands still need, the default partition): fold and
-    --    delete in one statement, brand by brand.
-    FOR b IN SELECT x.id, x.click_retention, x.purged_through FROM smslink.brand x ORDER BY x.id LOOP
-        purge_cut := at - b.click_retention;
-        lo := CASE WHEN full_scan THEN '-infinity'::timestamptz
-                   ELSE coalesce(b.purged_through, '-infinity'::timestamptz) END;
-        CONTINUE WHEN purge_cut <= lo;
-        n := smslink._fold_clicks(format(
-            'DELETE FROM smslink.click c WHERE c.brand_id = %s AND c.clicked_at >= %L AND c.clicked_at < %L RETURNING *',
-            b.id, lo, purge_cut));
-        UPDATE smslink.brand x SET purged_through = greatest(x.purged_through, purge_cut) WHERE x.id = b.id;
-        IF n > 0 THEN
-            RETURN QUERY SELECT 'rows_deleted'::text, 'smslink.click'::text, b.id, n;
-        END IF;
-    END LOOP;
+    --    delete in one statement, one pass for every brand.
+    SELECT min(k.purge_lo), max(k.purge_cut) INTO lo, hi
+      FROM pg_temp.smslink_retention_cut k WHERE k.purge_cut > k.purge_lo;
+    IF lo IS NOT NULL THEN
+        RETURN QUERY SELECT 'rows_deleted'::text, 'smslink.click'::text, f.brand_id, f.rows
+          FROM smslink._fold_clicks(format(
+                 'DELETE FROM smslink.click c USING pg_temp.smslink_retention_cut k
+                   WHERE c.brand_id = k.brand_id AND c.clicked_at >= k.purge_lo AND c.clicked_at < k.purge_cut
+                     AND c.clicked_at >= %L AND c.clicked_at < %L
+                  RETURNING c.*', lo, hi)) f;
+        UPDATE smslink.brand x SET purged_through = greatest(x.purged_through, k.purge_cut)
+          FROM pg_temp.smslink_retention_cut k WHERE x.id = k.brand_id AND k.purge_cut > k.purge_lo;
+    END IF;
 END $$;
 
 -- Erases one subscriber's personal data: the key, message bodies and failure texts, the

@@ -10,7 +10,7 @@ use crate::errors::{raise, raise_hint, SpiOk, INVALID_PARAMETER, NULL_VALUE};
 use pgrx::datum::DatumWithOid;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
-use pgrx::{AnyNumeric, IntoDatum};
+use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum};
 use smslink_core::attribution::{
     credit, journeys, markov_fit, MarkovFit, Model, Params, Path, State, Touch, TouchKind,
     MAX_MARKOV_STATES,
@@ -173,6 +173,26 @@ struct ConversionRow {
     touches: Vec<TouchRow>,
 }
 
+/// A conversion (without its touches) read from the columns `id`, `at`, `key` and `value`.
+fn conversion_at(
+    row: &pgrx::spi::SpiHeapTupleData<'_>,
+    id: usize,
+    at: usize,
+    key: usize,
+    value: usize,
+) -> ConversionRow {
+    ConversionRow {
+        id: row.get::<i64>(id).spi().unwrap_or(0),
+        occurred_at: row
+            .get::<TimestampWithTimeZone>(at)
+            .spi()
+            .unwrap_or_else(|| raise(NULL_VALUE, "conversion without a time")),
+        subscriber_key: row.get::<String>(key).spi(),
+        value: row.get::<AnyNumeric>(value).spi(),
+        touches: Vec::new(),
+    }
+}
+
 /// The columns of `smslink.touch` every query here reads, in this order, from `alias`.
 fn touch_columns(alias: &str) -> String {
     [
@@ -230,6 +250,59 @@ fn brand_filter(o: &Options, param: usize) -> (String, Option<DatumWithOid<'stat
     }
 }
 
+/// The most rows (conversions with their touches) one attribution call reads. Rows are read
+/// through a cursor and counted, so a range too large for memory is refused (54000) before it is
+/// read, instead of growing the backend without bound. Superusers can raise it.
+static MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(5_000_000);
+
+/// Registers the attribution settings (called from `_PG_init`).
+pub fn init_gucs() {
+    GucRegistry::define_int_guc(
+        c"smslink.attribution_max_rows",
+        c"The most conversion and touch rows one attribution call reads; more is refused (54000).",
+        c"Bounds the memory of attribute, attribution_summary and the Markov functions. \
+          Narrow the range or the click window rather than raising it.",
+        &MAX_ROWS,
+        1_000,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// Runs `sql` through a cursor, 10,000 rows at a time, calling `each` per row; refuses the call
+/// once more than `smslink.attribution_max_rows` rows came back. Interruptible.
+fn each_row(
+    what: &str,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+    mut each: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>),
+) {
+    let max = i64::from(MAX_ROWS.get());
+    Spi::connect(|c| {
+        let mut cursor = c.try_open_cursor(sql, args).spi();
+        let mut n: i64 = 0;
+        loop {
+            let table = cursor.fetch(10_000).spi();
+            if table.is_empty() {
+                break;
+            }
+            for row in table {
+                pgrx::check_for_interrupts!();
+                n += 1;
+                if n > max {
+                    raise_hint(
+                        pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                        format!("{what}: more than {max} conversion and touch rows in this range"),
+                        "narrow the range, the click window or the channels (or a superuser raises smslink.attribution_max_rows)",
+                    );
+                }
+                each(&row);
+            }
+        }
+    });
+}
+
 fn window(us: i64) -> Interval {
     Interval::new(0, 0, us).unwrap_or_else(|_| raise(INVALID_PARAMETER, "window out of range"))
 }
@@ -285,37 +358,25 @@ fn conversions_with_touches(o: &Options) -> Vec<ConversionRow> {
  ORDER BY c.occurred_at, c.id, t.touch_at, t.channel, t.source_id{view_order}",
         touch_columns("t")
     );
-    Spi::connect(|c| {
-        let mut out: Vec<ConversionRow> = Vec::new();
-        for row in c.select(&sql, None, &args).spi() {
-            pgrx::check_for_interrupts!();
-            let id = row.get::<i64>(1).spi().unwrap_or(0);
-            if out.last().is_none_or(|last| last.id != id) {
-                out.push(ConversionRow {
-                    id,
-                    occurred_at: row
-                        .get::<TimestampWithTimeZone>(2)
-                        .spi()
-                        .unwrap_or_else(|| raise(NULL_VALUE, "conversion without a time")),
-                    subscriber_key: row.get::<String>(3).spi(),
-                    value: row.get::<AnyNumeric>(4).spi(),
-                    touches: Vec::new(),
-                });
-            }
-            // Columns 5-13: a click touch; 14-22 (windowed only): a view-through touch.
-            let touch = touch_at_column(&row, 5).or_else(|| {
-                if view_columns.is_empty() {
-                    None
-                } else {
-                    touch_at_column(&row, 14)
-                }
-            });
-            if let (Some(t), Some(last)) = (touch, out.last_mut()) {
-                last.touches.push(t);
-            }
+    let mut out: Vec<ConversionRow> = Vec::new();
+    each_row("attribute", &sql, &args, |row| {
+        let id = row.get::<i64>(1).spi().unwrap_or(0);
+        if out.last().is_none_or(|last| last.id != id) {
+            out.push(conversion_at(row, 1, 2, 3, 4));
         }
-        out
-    })
+        // Columns 5-13: a click touch; 14-22 (windowed only): a view-through touch.
+        let touch = touch_at_column(row, 5).or_else(|| {
+            if view_columns.is_empty() {
+                None
+            } else {
+                touch_at_column(row, 14)
+            }
+        });
+        if let (Some(t), Some(last)) = (touch, out.last_mut()) {
+            last.touches.push(t);
+        }
+    });
+    out
 }
 
 /// A row of `smslink.attribute`.
@@ -530,53 +591,41 @@ fn markov(o: &Options) -> Markov {
             conversions.push(conv);
         }
     };
-    Spi::connect(|c| {
-        for row in c.select(&sql, None, &args).spi() {
-            pgrx::check_for_interrupts!();
-            let sub = row.get::<i64>(1).spi();
-            if sub != subscriber {
-                flush(
-                    &mut convs,
-                    &mut touches,
-                    &mut states,
-                    &mut paths,
-                    &mut conversions,
-                );
-                subscriber = sub;
-            }
-            let is_conversion = row.get::<i32>(3).spi() == Some(0);
-            if is_conversion {
-                let conv = ConversionRow {
-                    id: row.get::<i64>(4).spi().unwrap_or(0),
-                    occurred_at: row
-                        .get::<TimestampWithTimeZone>(2)
-                        .spi()
-                        .unwrap_or_else(|| raise(NULL_VALUE, "conversion without a time")),
-                    subscriber_key: row.get::<String>(5).spi(),
-                    value: row.get::<AnyNumeric>(6).spi(),
-                    touches: Vec::new(),
-                };
-                let in_range = row.get::<bool>(7).spi().unwrap_or(false);
-                if sub.is_none() {
-                    // No subscriber: no journey; unattributed if in range.
-                    if in_range {
-                        conversions.push(conv);
-                    }
-                } else {
-                    convs.push((conv, in_range));
-                }
-            } else if let Some(t) = touch_at_column(&row, 8) {
-                touches.push(t);
-            }
+    each_row("markov", &sql, &args, |row| {
+        let sub = row.get::<i64>(1).spi();
+        if sub != subscriber {
+            flush(
+                &mut convs,
+                &mut touches,
+                &mut states,
+                &mut paths,
+                &mut conversions,
+            );
+            subscriber = sub;
         }
-        flush(
-            &mut convs,
-            &mut touches,
-            &mut states,
-            &mut paths,
-            &mut conversions,
-        );
+        let is_conversion = row.get::<i32>(3).spi() == Some(0);
+        if is_conversion {
+            let conv = conversion_at(row, 4, 2, 5, 6);
+            let in_range = row.get::<bool>(7).spi().unwrap_or(false);
+            if sub.is_none() {
+                // No subscriber: no journey; unattributed if in range.
+                if in_range {
+                    conversions.push(conv);
+                }
+            } else {
+                convs.push((conv, in_range));
+            }
+        } else if let Some(t) = touch_at_column(row, 8) {
+            touches.push(t);
+        }
     });
+    flush(
+        &mut convs,
+        &mut touches,
+        &mut states,
+        &mut paths,
+        &mut conversions,
+    );
     let fit = markov_fit(paths.iter().map(|(s, converted)| Path {
         states: s,
         converted: *converted,

@@ -75,6 +75,7 @@ pub extern "C-unwind" fn _PG_init() {
     // RUST_BACKTRACE). A backend runs this before any thread of ours exists.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
     classify::init_gucs();
+    attribution::init_gucs();
 }
 
 // The privacy lifecycle: retention settings, anonymisation, the click rollup, erasure, and the
